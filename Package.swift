@@ -1,0 +1,43 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+// Rooms and their arrows are described in docs/architecture.md; arrows only point down.
+let grpcCore = Target.Dependency.product(name: "GRPCCore", package: "grpc-swift-2")
+let grpcTransport = Target.Dependency.product(name: "GRPCNIOTransportHTTP2", package: "grpc-swift-nio-transport")
+let grpcProtobuf = Target.Dependency.product(name: "GRPCProtobuf", package: "grpc-swift-protobuf")
+let swiftProtobuf = Target.Dependency.product(name: "SwiftProtobuf", package: "swift-protobuf")
+let logging = Target.Dependency.product(name: "Logging", package: "swift-log")
+let argumentParser = Target.Dependency.product(name: "ArgumentParser", package: "swift-argument-parser")
+
+let package = Package(
+  name: "FrameRelay",
+  // The generated gRPC code is marked available from macOS 15; Linux ignores this.
+  platforms: [.macOS(.v15)],
+  products: [
+    .executable(name: "relay-server", targets: ["relay-server"]),
+    .executable(name: "relay-client", targets: ["relay-client"]),
+  ],
+  dependencies: [
+    .package(url: "https://github.com/grpc/grpc-swift-2.git", from: "2.4.3"),
+    .package(url: "https://github.com/grpc/grpc-swift-nio-transport.git", from: "2.9.2"),
+    .package(url: "https://github.com/grpc/grpc-swift-protobuf.git", from: "2.4.1"),
+    .package(url: "https://github.com/apple/swift-protobuf.git", from: "1.39.0"),
+    .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+    .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+  ],
+  targets: [
+    .target(name: "RelayProtocol", dependencies: [grpcCore, grpcProtobuf, swiftProtobuf]),
+    .systemLibrary(name: "CFFmpeg", pkgConfig: "libavformat", providers: [
+      .apt(["libavformat-dev", "libavcodec-dev", "libavdevice-dev", "libswscale-dev", "libavutil-dev"]),
+    ]),
+    .target(name: "Media", dependencies: ["CFFmpeg"]),
+    .target(name: "RelayCore"),
+    .target(name: "RelayServer", dependencies: ["RelayCore", "RelayProtocol", "Media", grpcCore, grpcTransport, logging]),
+    .target(name: "RelayClient", dependencies: ["RelayCore", "RelayProtocol", "Media", grpcCore, grpcTransport, logging]),
+    .executableTarget(name: "relay-server", dependencies: ["RelayServer", "RelayCore", argumentParser, logging], path: "relay-server/Sources"),
+    .executableTarget(name: "relay-client", dependencies: ["RelayClient", "RelayCore", argumentParser, logging], path: "relay-client/Sources"),
+    .testTarget(name: "RelayCoreTests", dependencies: ["RelayCore"]),
+    .testTarget(name: "MediaTests", dependencies: ["Media"]),
+    .testTarget(name: "RelayServerTests", dependencies: ["RelayServer", "RelayCore", "Media"]),
+  ]
+)

@@ -1,0 +1,33 @@
+import Foundation
+import RelayCore
+
+/// Counters of one publisher run; what the status line and the summary show.
+struct PublishStats: Sendable {
+  var framesSent = 0
+  var framesAcked = 0
+  var bytesSent = 0
+  var bytesAcked = 0
+  var reconnects = 0
+  var roundTrips = LatencySamples()
+}
+
+/// The one JSON line relay-client prints on exit.
+public struct PublishSummary: Sendable, Encodable {
+  public var event = "summary"
+  public var device: String
+  public var framesSent: Int
+  public var framesAcked: Int
+  public var bytesSent: Int
+  public var seconds: Double
+  public var fps: Double
+  public var ackRttP50Ms: Double
+  public var ackRttP99Ms: Double
+  public var reconnects: Int
+
+  public var json: String {
+    let encoder = JSONEncoder()
+    encoder.keyEncodingStrategy = .convertToSnakeCase
+    encoder.outputFormatting = [.sortedKeys]
+    return (try? String(decoding: encoder.encode(self), as: UTF8.self)) ?? "{}"
+  }
+}

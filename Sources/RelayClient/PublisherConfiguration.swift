@@ -1,0 +1,29 @@
+import RelayCore
+
+/// What one relay-client publish run does.
+public struct PublisherConfiguration: Sendable {
+  public var server: HostPort
+  public var device: DeviceID
+  public var source: SourceSpec
+  /// Stop after this many frames captured (and acknowledged).
+  public var maxFrames: Int?
+  /// Most frames in flight; the server may ask for fewer.
+  public var window = 32
+  /// Most unacknowledged bytes in flight (at least one frame is always allowed).
+  public var maxInFlightBytes = 64 << 20
+  /// Largest gRPC message either way.
+  public var maxMessageBytes = 64 << 20
+  /// After Ctrl-C, how long to wait for the last acks.
+  public var stopDrainTimeout: Duration = .seconds(2)
+  /// After the source ends (file, --frames, --duration), how long to wait for the last acks.
+  public var endDrainTimeout: Duration = .seconds(15)
+  public var reconnectBackoff = Backoff(initialSeconds: 0.25, maximumSeconds: 5)
+  public var cameraBackoff = Backoff(initialSeconds: 0.5, maximumSeconds: 30)
+  public var clientVersion = "0.1.0"
+
+  public init(server: HostPort, device: DeviceID, source: SourceSpec) {
+    self.server = server
+    self.device = device
+    self.source = source
+  }
+}

@@ -1,0 +1,198 @@
+import Foundation
+import GRPCCore
+import Logging
+import Media
+import RelayCore
+import RelayProtocol
+
+typealias VideoFrame = Chrys_Cloud_Videostreaming_V1beta1_VideoFrame
+
+/// The Chrysalis `Image` API, so existing analytics consumers run unchanged.
+/// Every timestamp is milliseconds since the Unix epoch on this server's clock.
+struct ImageService: Chrys_Cloud_Videostreaming_V1beta1_Image.SimpleServiceProtocol {
+  let registry: DeviceRegistry
+  let cursors: ConsumerCursors
+  let configuration: ServerConfiguration
+
+  /// Declared bidirectional; answers exactly one VideoFrame per request, so unary-style callers
+  /// (one request, one answer) and streaming callers (many requests) are both served.
+  func videoLatestImage(
+    request: RPCAsyncSequence<Chrys_Cloud_Videostreaming_V1beta1_VideoFrameRequest, any Error>,
+    response: RPCWriter<VideoFrame>,
+    context: ServerContext
+  ) async throws {
+    for try await frameRequest in request {
+      let entry = try knownDevice(frameRequest.deviceID)
+      entry.decoder.demand()
+      let key = ConsumerCursors.Key(
+        peer: context.remotePeer, device: entry.device.id, keyframeOnly: frameRequest.keyFrameOnly)
+      let after = cursors.cursor(for: key)
+      guard
+        let frame = await entry.device.frames.next(
+          after: after, keyframeOnly: frameRequest.keyFrameOnly, timeout: configuration.latestFrameWait)
+      else {
+        try await response.write(VideoFrame())  // "no new frame yet": empty, with OK
+        continue
+      }
+      cursors.advance(key, to: frame.packetIndex)
+      try await response.write(VideoFrame(frame, device: entry.device.id))
+    }
+  }
+
+  func videoBufferedImage(
+    request: Chrys_Cloud_Videostreaming_V1beta1_VideoFrameBufferedRequest,
+    response: RPCWriter<VideoFrame>,
+    context: ServerContext
+  ) async throws {
+    throw RPCError(code: .unimplemented, message: "VideoBufferedImage is not implemented yet in this relay-server")
+  }
+
+  func videoProbe(
+    request: Chrys_Cloud_Videostreaming_V1beta1_VideoProbeRequest,
+    context: ServerContext
+  ) async throws -> Chrys_Cloud_Videostreaming_V1beta1_VideoProbeResponse {
+    let device = try knownDevice(request.deviceID).device
+    var probe = Chrys_Cloud_Videostreaming_V1beta1_VideoProbeResponse()
+    if let codec = device.codec {
+      probe.videoCodec = .with {
+        $0.name = codec.name
+        $0.longName = MediaLibrary.codecLongName(codec.name)
+        $0.width = Int32(codec.width)
+        $0.height = Int32(codec.height)
+        $0.pixFmt = codec.pixelFormat
+        $0.extradata = codec.extradata
+        $0.extradataSize = Int32(codec.extradata.count)
+      }
+    }
+    if let buffer = device.bufferSummary {
+      probe.buffer = .with {
+        $0.startTime = buffer.startMs
+        $0.endTime = buffer.endMs
+        $0.durationSeconds = (buffer.endMs - buffer.startMs) / 1000
+        $0.frames = Int64(buffer.frames)
+        $0.approximateFps = Int32(
+          ApproximateFrameRate.of(frames: buffer.frames, spanMs: buffer.endMs - buffer.startMs,
+                                  nominal: device.codec?.frameRate ?? 0))
+      }
+    }
+    return probe
+  }
+
+  func listStreams(
+    request: Chrys_Cloud_Videostreaming_V1beta1_ListStreamRequest,
+    response: RPCWriter<Chrys_Cloud_Videostreaming_V1beta1_ListStream>,
+    context: ServerContext
+  ) async throws {
+    for entry in registry.all {
+      let status = entry.device.status
+      let state = StreamState(status)
+      try await response.write(
+        .with {
+          $0.name = entry.device.id.rawValue
+          $0.status = state.rawValue
+          $0.running = state == .running
+          $0.restarting = state == .restarting
+          $0.dead = state == .stopped || state == .failed
+          $0.healthStatus = state == .running ? "healthy" : "unhealthy"
+          $0.failingStreak = status.failingStreak
+          $0.pid = status.pid
+          $0.error = status.lastError
+        })
+    }
+  }
+
+  func annotate(
+    request: Chrys_Cloud_Videostreaming_V1beta1_AnnotateRequest,
+    context: ServerContext
+  ) async throws -> Chrys_Cloud_Videostreaming_V1beta1_AnnotateResponse {
+    throw RPCError(code: .unimplemented, message: "Annotate is not implemented yet in this relay-server")
+  }
+
+  func proxy(
+    request: Chrys_Cloud_Videostreaming_V1beta1_ProxyRequest,
+    context: ServerContext
+  ) async throws -> Chrys_Cloud_Videostreaming_V1beta1_ProxyResponse {
+    throw RPCError(code: .unimplemented, message: "Proxy (RTMP passthrough) is not implemented yet in this relay-server")
+  }
+
+  func storage(
+    request: Chrys_Cloud_Videostreaming_V1beta1_StorageRequest,
+    context: ServerContext
+  ) async throws -> Chrys_Cloud_Videostreaming_V1beta1_StorageResponse {
+    throw RPCError(code: .unimplemented, message: "Storage (recording) is not implemented yet in this relay-server")
+  }
+
+  func systemTime(
+    request: Chrys_Cloud_Videostreaming_V1beta1_SystemTimeRequest,
+    context: ServerContext
+  ) async throws -> Chrys_Cloud_Videostreaming_V1beta1_SystemTimeResponse {
+    .with { $0.currentTime = WallClock.nowMs() }
+  }
+
+  private func knownDevice(_ rawID: String) throws(RPCError) -> DeviceRegistry.Entry {
+    let id: DeviceID
+    do { id = try DeviceID(validating: rawID) } catch {
+      throw RPCError(code: .invalidArgument, message: error.description)
+    }
+    guard let entry = registry.entry(id) else {
+      throw RPCError(code: .notFound, message: "device \(id) has never published to this server (see ListStreams)")
+    }
+    return entry
+  }
+}
+
+/// ListStreams' status words.
+enum StreamState: String {
+  case running, restarting, failed, stopped
+
+  init(_ status: Device.Status) {
+    guard status.connected else { self = .stopped; return }
+    switch status.capture {
+    case .running: self = .running
+    case .reconnecting: self = .restarting
+    case .failed: self = .failed
+    case .stopped: self = .stopped
+    }
+  }
+}
+
+/// A frame rate consumers can pace themselves with: always finite and at least 1 when frames exist.
+enum ApproximateFrameRate {
+  static func of(frames: Int, spanMs: Int64, nominal: Double) -> Int {
+    guard frames > 0 else { return 0 }
+    if frames >= 2 && spanMs > 0 {
+      let measured = Double(frames - 1) * 1000 / Double(spanMs)
+      return max(1, min(1000, Int(measured.rounded())))
+    }
+    if nominal.isFinite && nominal >= 1 { return min(1000, Int(nominal.rounded())) }
+    return 1
+  }
+}
+
+extension VideoFrame {
+  init(_ frame: LiveFrame, device: DeviceID) {
+    self.init()
+    let codec = frame.codec.description
+    width = Int64(frame.width)
+    height = Int64(frame.height)
+    data = frame.bgr24
+    timestamp = frame.timestampMs
+    isKeyframe = frame.isKeyframe
+    pts = frame.pts
+    dts = frame.dts
+    frameType = frame.pictureType
+    isCorrupt = frame.isCorrupt
+    timeBase = codec.timeBase.doubleValue
+    shape = .with {
+      $0.dim = [Int64(frame.height), Int64(frame.width), 3].enumerated().map { index, size in
+        .with { $0.size = size; $0.name = "\(index)" }
+      }
+    }
+    deviceID = device.rawValue
+    packet = Int64(frame.sequence)
+    keyframe = Int64(frame.keyframeSequence)
+    extradata = codec.extradata
+    codecName = codec.name
+    pixFmt = "bgr24"
+  }
+}

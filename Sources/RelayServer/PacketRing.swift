@@ -1,0 +1,85 @@
+/// A device's recent packets, bounded by bytes and by seconds of capture time.
+/// Eviction takes whole GOPs from the front, so the ring always starts at a keyframe and anything
+/// decoding from it can begin at its head.
+struct PacketRing {
+  struct Limits: Sendable {
+    var maxBytes: Int
+    var maxSeconds: Double
+  }
+
+  let limits: Limits
+  private(set) var packets: [StoredPacket] = []
+  private var head = 0
+  private(set) var byteCount = 0
+
+  init(limits: Limits) { self.limits = limits }
+
+  var count: Int { packets.count - head }
+  var isEmpty: Bool { count == 0 }
+  var first: StoredPacket? { isEmpty ? nil : packets[head] }
+  var last: StoredPacket? { isEmpty ? nil : packets[packets.count - 1] }
+
+  mutating func append(_ packet: StoredPacket) {
+    // A ring that would start with a P-frame is useless to a decoder: wait for a keyframe.
+    if isEmpty && !packet.isKeyframe { return }
+    packets.append(packet)
+    byteCount += packet.data.count
+    evictWhileOverLimits()
+  }
+
+  /// Packets with `index > after`, oldest first.
+  func packets(after index: UInt64) -> ArraySlice<StoredPacket> {
+    guard let position = position(firstIndexAbove: index) else { return [] }
+    return packets[position...]
+  }
+
+  /// The newest keyframe's position, as a slice from it to the end (what a decoder joining live needs).
+  func fromNewestKeyframe() -> ArraySlice<StoredPacket> {
+    guard let position = packets[head...].lastIndex(where: \.isKeyframe) else { return [] }
+    return packets[position...]
+  }
+
+  private func position(firstIndexAbove index: UInt64) -> Int? {
+    // Indices are increasing: binary search.
+    var low = head
+    var high = packets.count
+    while low < high {
+      let middle = (low + high) / 2
+      if packets[middle].index <= index { low = middle + 1 } else { high = middle }
+    }
+    return low < packets.count ? low : nil
+  }
+
+  private mutating func evictWhileOverLimits() {
+    while count > 1 && isOverLimits {
+      dropFirstGOP()
+    }
+    if head > 1024 && head * 2 > packets.count {
+      packets.removeFirst(head)
+      head = 0
+    }
+  }
+
+  private var isOverLimits: Bool {
+    guard let first, let last else { return false }
+    return byteCount > limits.maxBytes || Double(last.timestampMs - first.timestampMs) / 1000 > limits.maxSeconds
+  }
+
+  /// Drops the first packet and everything up to (not including) the next keyframe.
+  private mutating func dropFirstGOP() {
+    repeat {
+      byteCount -= packets[head].data.count
+      packets[head] = packets[head].emptied()
+      head += 1
+    } while head < packets.count && !packets[head].isKeyframe
+  }
+}
+
+extension StoredPacket {
+  /// The same entry without its bytes, so evicted slots free their memory before compaction.
+  fileprivate func emptied() -> StoredPacket {
+    var copy = self
+    copy.data = .init()
+    return copy
+  }
+}

@@ -1,0 +1,59 @@
+import GRPCCore
+import GRPCNIOTransportHTTP2
+import Logging
+
+/// relay-server's services on one gRPC port: FrameRelay (ingest), Image (consumers), health.
+public struct RelayServer: Sendable {
+  public let configuration: ServerConfiguration
+  private let logger: Logger
+
+  public init(configuration: ServerConfiguration, logger: Logger) {
+    self.configuration = configuration
+    self.logger = logger
+  }
+
+  /// Serves until the task is cancelled. `onListening` gets the bound "host:port" once listening.
+  public func run(onListening: @Sendable (String) -> Void) async throws {
+    let metrics = DecoderMetrics()
+    let registry = DeviceRegistry(configuration: configuration, metrics: metrics, logger: logger)
+    let services: [any RegistrableRPCService] = [
+      IngestService(registry: registry, configuration: configuration, logger: logger),
+      ImageService(
+        registry: registry, cursors: ConsumerCursors(capacity: configuration.maxConsumers),
+        configuration: configuration),
+      HealthService(),
+    ]
+    let server = GRPCServer(
+      transport: .http2NIOPosix(
+        address: .ipv4(host: configuration.host, port: configuration.port),
+        transportSecurity: .plaintext,
+        config: transportConfig),
+      services: services)
+
+    try await withThrowingDiscardingTaskGroup { group in
+      group.addTask { try await server.serve() }
+      guard let address = try await server.listeningAddress?.ipv4 else {
+        throw RPCError(code: .unavailable, message: "relay-server could not listen on \(configuration.host):\(configuration.port)")
+      }
+      onListening("\(address.host):\(address.port)")
+      // Cancelled (SIGINT/SIGTERM): stop taking calls, let running ones finish.
+      await withTaskCancellationHandler {
+        while !Task.isCancelled { try? await Task.sleep(for: .seconds(3600)) }
+      } onCancel: {
+        server.beginGracefulShutdown()
+      }
+    }
+  }
+
+  /// Tuned for video: the default 64 KiB HTTP/2 window cuts 6 MB-frame throughput about 8×, and the
+  /// default 4 MiB payload limit refuses 1080p bgr24 frames with a misleading stream reset.
+  var transportConfig: HTTP2ServerTransport.Posix.Config {
+    var config = HTTP2ServerTransport.Posix.Config.defaults
+    config.http2.targetWindowSize = 16 << 20
+    config.http2.maxFrameSize = 1 << 20
+    // Headroom over our own limit so oversized frames reach IngestService, which answers
+    // RESOURCE_EXHAUSTED naming the limit; only messages over twice the limit stop in the transport.
+    config.rpc.maxRequestPayloadSize = 2 * configuration.maxFrameBytes + (1 << 20)
+    return config
+  }
+}

@@ -1,0 +1,24 @@
+/// Everything relay-server can be told, with the defaults a small deployment wants.
+public struct ServerConfiguration: Sendable {
+  public var host = "127.0.0.1"
+  /// 50001 is the port Chrysalis consumers hard-code.
+  public var port = 50001
+  /// Largest Publish frame and largest Image response, in bytes. 1080p bgr24 is 6,220,800.
+  public var maxFrameBytes = 16 << 20
+  /// Per-device packet ring bounds.
+  public var ringMaxBytes = 64 << 20
+  public var ringMaxSeconds: Double = 30
+  public var maxDevices = 64
+  /// Frames a publisher may have unacknowledged.
+  public var publishWindow = 32
+  /// A live decoder with no consumer for this long stops.
+  public var decoderIdleTimeout: Duration = .seconds(10)
+  /// How long VideoLatestImage waits for a frame newer than the consumer's last before answering empty.
+  public var latestFrameWait: Duration = .milliseconds(48)
+  /// Consumers remembered for VideoLatestImage cursors (oldest forgotten first).
+  public var maxConsumers = 1024
+
+  public init() {}
+
+  var ringLimits: PacketRing.Limits { .init(maxBytes: ringMaxBytes, maxSeconds: ringMaxSeconds) }
+}

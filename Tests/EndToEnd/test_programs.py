@@ -1,0 +1,60 @@
+"""The programs' own behaviour: signals, an unreachable server, and the scripts the tests and demo rely on."""
+import json
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+import support
+
+
+@pytest.mark.binaries
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_server_stops_cleanly_on_signal(server, sig):
+    assert server.process.stop(timeout=5, sig=sig) == 0, "relay-server should exit 0 on SIGINT/SIGTERM"
+
+
+@pytest.mark.binaries
+def test_client_keeps_retrying_an_unreachable_server(start_client, free_port):
+    address = f"127.0.0.1:{free_port}"  # nothing listens there
+    client = start_client(address, "lonely-cam", "--test-pattern", "--size", "320x240", "--fps", "30")
+    client.wait_for_output(rf"cannot reach relay-server at {re.escape(address)}.*retrying", timeout=10,
+                           stream="stderr")
+    time.sleep(3)
+    assert client.alive(), f"relay-client gave up; stderr:\n{support.tail(client.stderr())}"
+
+
+@pytest.mark.binaries
+def test_consume_latest_script_writes_png(server, start_client, tmp_path):
+    start_client(server.address, "png-cam", "--test-pattern", "--size", "320x240", "--fps", "30")
+    out = tmp_path / "latest.png"
+    result = subprocess.run([sys.executable, support.REPO / "scripts" / "consume-latest.py",
+                             "--server", server.address, "--device", "png-cam", "--out", out, "--timeout", "15"],
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+    assert re.fullmatch(rf"wrote 320x240 frame of png-cam \(pts -?\d+, timestamp \d+\) to {re.escape(str(out))}\n",
+                        result.stdout), result.stdout
+    probed = json.loads(support.run(["ffprobe", "-v", "error", "-show_entries", "stream=codec_name,width,height",
+                                     "-of", "json", out]).stdout)["streams"][0]
+    assert (probed["codec_name"], probed["width"], probed["height"]) == ("png", 320, 240)
+
+
+def rtsp_stream_facts(url):
+    out = support.run(["ffprobe", "-v", "error", "-rtsp_transport", "tcp", "-show_entries",
+                       "stream=codec_name,width,height", "-of", "json", url]).stdout
+    stream = json.loads(out)["streams"][0]
+    return stream["codec_name"], stream["width"], stream["height"]
+
+
+def test_rtsp_server_script_serves_test_pattern(start_rtsp_server):
+    _, url = start_rtsp_server("--size", "320x240", "--fps", "30", "--path", "/pattern")
+    assert url.startswith("rtsp://127.0.0.1:") and url.endswith("/pattern")
+    assert rtsp_stream_facts(url) == ("h264", 320, 240)
+
+
+def test_rtsp_server_script_serves_a_file(start_rtsp_server, h264_mp4):
+    _, url = start_rtsp_server("--file", h264_mp4.path)
+    assert rtsp_stream_facts(url) == ("h264", 320, 240)

@@ -1,0 +1,77 @@
+import Foundation
+import RelayCore
+import Testing
+
+@testable import RelayServer
+
+private let codec = CodecConfiguration(
+  CodecDescription(name: "h264", width: 64, height: 48, pixelFormat: "yuv420p", timeBase: Rational(1, 30)))
+
+private func packet(_ index: UInt64, key: Bool, bytes: Int = 100, ms: Int64? = nil) -> StoredPacket {
+  StoredPacket(
+    index: index, sequence: index, data: Data(count: bytes), pts: Int64(index), dts: Int64(index), isKeyframe: key,
+    timestampMs: ms ?? Int64(index) * 33, codec: codec)
+}
+
+@Suite struct PacketRingTests {
+  @Test func waitsForAKeyframeBeforeStoring() {
+    var ring = PacketRing(limits: .init(maxBytes: 10_000, maxSeconds: 60))
+    ring.append(packet(1, key: false))
+    ring.append(packet(2, key: false))
+    #expect(ring.isEmpty)
+    ring.append(packet(3, key: true))
+    #expect(ring.first?.index == 3)
+  }
+
+  @Test func evictsWholeGOPsByBytes() {
+    // GOPs of 3 packets of 100 bytes; room for 7 packets.
+    var ring = PacketRing(limits: .init(maxBytes: 700, maxSeconds: 60))
+    for i in UInt64(1)...9 { ring.append(packet(i, key: i % 3 == 1)) }
+    #expect(ring.first?.isKeyframe == true)
+    #expect(ring.first?.index == 4)
+    #expect(ring.count == 6)
+    #expect(ring.byteCount == 600)
+  }
+
+  @Test func evictsBySeconds() {
+    var ring = PacketRing(limits: .init(maxBytes: 1 << 30, maxSeconds: 1))
+    for i in UInt64(1)...10 { ring.append(packet(i, key: i % 2 == 1, ms: Int64(i) * 300)) }
+    let span = ring.last!.timestampMs - ring.first!.timestampMs
+    #expect(span <= 1000)
+    #expect(ring.first?.isKeyframe == true)
+  }
+
+  @Test func packetsAfterAnIndex() {
+    var ring = PacketRing(limits: .init(maxBytes: 1 << 20, maxSeconds: 60))
+    for i in UInt64(1)...20 { ring.append(packet(i, key: i % 5 == 1)) }
+    #expect(ring.packets(after: 17).map(\.index) == [18, 19, 20])
+    #expect(ring.packets(after: 20).isEmpty)
+    #expect(ring.packets(after: 0).count == 20)
+    #expect(ring.fromNewestKeyframe().map(\.index) == [16, 17, 18, 19, 20])
+  }
+
+  @Test func staysBoundedOverALongRun() {
+    var ring = PacketRing(limits: .init(maxBytes: 5_000, maxSeconds: 60))
+    for i in UInt64(1)...100_000 { ring.append(packet(i, key: i % 10 == 1)) }
+    #expect(ring.byteCount <= 5_000)
+    #expect(ring.last?.index == 100_000)
+  }
+}
+
+@Suite struct ApproximateFrameRateTests {
+  @Test func measuredFromTheBuffer() {
+    #expect(ApproximateFrameRate.of(frames: 31, spanMs: 1000, nominal: 0) == 30)
+  }
+
+  @Test func neverZeroOrInfiniteWhenFramesExist() {
+    #expect(ApproximateFrameRate.of(frames: 1, spanMs: 0, nominal: 0) == 1)
+    #expect(ApproximateFrameRate.of(frames: 1, spanMs: 0, nominal: .infinity) == 1)
+    #expect(ApproximateFrameRate.of(frames: 5, spanMs: 0, nominal: 25) == 25)
+    #expect(ApproximateFrameRate.of(frames: 1000, spanMs: 1, nominal: 0) == 1000)
+    #expect(ApproximateFrameRate.of(frames: 2, spanMs: 100_000, nominal: 0) == 1)
+  }
+
+  @Test func zeroWithoutFrames() {
+    #expect(ApproximateFrameRate.of(frames: 0, spanMs: 0, nominal: 30) == 0)
+  }
+}

@@ -1,0 +1,130 @@
+import ArgumentParser
+import Foundation
+import Logging
+import RelayClient
+import RelayCore
+
+struct Publish: AsyncParsableCommand {
+  static let configuration = CommandConfiguration(
+    abstract: "Stream one source to relay-server (the test pattern unless a source is given).")
+
+  @Option(help: "relay-server address, HOST:PORT.")
+  var server = "127.0.0.1:50001"
+
+  @Option(help: "Device id: 1-64 characters of A-Z a-z 0-9 . _ - starting with a letter or digit.")
+  var device: String
+
+  @Flag(help: "FFmpeg's testsrc2 pattern encoded to H.264 (the default source).")
+  var testPattern = false
+
+  @Option(help: "Test pattern or synthetic picture size, WIDTHxHEIGHT.")
+  var size = "1280x720"
+
+  @Option(help: "Test pattern frame rate.")
+  var fps = 30
+
+  @Option(help: "An RTSP camera URL (rtsp://[user:password@]host[:port]/path).")
+  var rtsp: String?
+
+  @Option(help: "RTSP transport: tcp or udp.")
+  var rtspTransport = "tcp"
+
+  @Option(help: "A media file to send as it is stored.")
+  var file: String?
+
+  @Option(help: "File pace: realtime (as its timestamps say) or fast (as fast as the network takes it).")
+  var pace = "realtime"
+
+  @Flag(help: "Start the file again when it ends.")
+  var loop = false
+
+  @Option(help: "Raw frames of one picture, WIDTHxHEIGHT[:PIXFMT] (bgr24, rgb24, gray), sent as fast as possible.")
+  var synthetic: String?
+
+  @Option(help: "Stop after this many frames are captured and acknowledged.")
+  var frames: Int?
+
+  @Option(help: "Stop after this many seconds.")
+  var duration: Double?
+
+  @Option(help: "Most frames in flight (unacknowledged).")
+  var window = 32
+
+  @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
+  var logLevel: String = "info"
+
+  func validate() throws {
+    guard HostPort(server) != nil else { throw ValidationError("--server \(server) is not HOST:PORT (for example 127.0.0.1:50001)") }
+    do { _ = try DeviceID(validating: device) } catch { throw ValidationError("--device: \(error)") }
+    let sources = [testPattern, rtsp != nil, file != nil, synthetic != nil].filter { $0 }.count
+    guard sources <= 1 else { throw ValidationError("give one source: --test-pattern, --rtsp, --file or --synthetic") }
+    if let rtsp, !(rtsp.hasPrefix("rtsp://") || rtsp.hasPrefix("rtsps://")) {
+      throw ValidationError("--rtsp \(rtsp) is not an rtsp:// or rtsps:// URL")
+    }
+    guard ["tcp", "udp"].contains(rtspTransport) else { throw ValidationError("--rtsp-transport is tcp or udp") }
+    guard SourceSpec.Pace(rawValue: pace) != nil else { throw ValidationError("--pace is realtime or fast") }
+    guard parseSize(size) != nil else { throw ValidationError("--size \(size) is not WIDTHxHEIGHT") }
+    if let synthetic, parseSynthetic(synthetic) == nil {
+      throw ValidationError("--synthetic \(synthetic) is not WIDTHxHEIGHT[:PIXFMT] with PIXFMT bgr24, rgb24 or gray")
+    }
+    guard fps > 0, fps <= 240 else { throw ValidationError("--fps is 1 to 240") }
+    guard window > 0 else { throw ValidationError("--window must be positive") }
+    if let frames, frames <= 0 { throw ValidationError("--frames must be positive") }
+    guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("--log-level \(logLevel) is not a level") }
+  }
+
+  func run() async throws {
+    LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
+    var logger = Logger(label: "relay-client")
+    logger.logLevel = Logger.Level(rawValue: logLevel)!
+
+    var configuration = PublisherConfiguration(
+      server: HostPort(server)!, device: try DeviceID(validating: device), source: source)
+    configuration.maxFrames = frames
+    configuration.window = window
+    let publisher = Publisher(configuration: configuration, logger: logger)
+
+    let signals = TerminationSignals { publisher.stop() }
+    defer { withExtendedLifetime(signals) {} }
+    if let duration {
+      Task {
+        try await Task.sleep(for: .milliseconds(Int(duration * 1000)))
+        publisher.stop()
+      }
+    }
+    do {
+      let summary = try await publisher.run()
+      print(summary.json)
+    } catch {
+      print(publisher.summary.json)
+      logger.error("\(error)")
+      throw ExitCode.failure
+    }
+  }
+
+  private var source: SourceSpec {
+    if let rtsp { return .rtsp(url: rtsp, transport: rtspTransport, timeoutSeconds: 5) }
+    if let file { return .file(path: file, pace: SourceSpec.Pace(rawValue: pace)!, loop: loop) }
+    if let synthetic, let (width, height, format) = parseSynthetic(synthetic) {
+      return .synthetic(width: width, height: height, pixelFormat: format, frameRate: 0)
+    }
+    let (width, height) = parseSize(size)!
+    return .testPattern(width: width, height: height, frameRate: fps)
+  }
+}
+
+private func parseSize(_ value: String) -> (Int, Int)? {
+  let parts = value.split(separator: "x")
+  guard parts.count == 2, let width = Int(parts[0]), let height = Int(parts[1]),
+    (16...8192).contains(width), (16...8192).contains(height)
+  else { return nil }
+  return (width, height)
+}
+
+private func parseSynthetic(_ value: String) -> (Int, Int, String)? {
+  let parts = value.split(separator: ":", maxSplits: 1)
+  guard let (width, height) = parseSize(String(parts[0])) else { return nil }
+  let format = parts.count > 1 ? String(parts[1]) : "bgr24"
+  guard ["bgr24", "rgb24", "gray"].contains(format) else { return nil }
+  return (width, height, format)
+}

@@ -1,0 +1,88 @@
+import ArgumentParser
+import Foundation
+import Logging
+import RelayCore
+import RelayServer
+
+@main
+struct RelayServerCommand: AsyncParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "relay-server",
+    abstract: "Receives camera frames from relay-clients and serves them through the Chrysalis Image API.")
+
+  @Option(help: "Address to listen on, HOST:PORT. Port 0 picks a free port.")
+  var listen = "127.0.0.1:50001"
+
+  @Flag(help: "Allow listening on a non-loopback address without TLS.")
+  var insecure = false
+
+  @Option(help: "Largest frame a publisher may send and largest image a consumer receives, in bytes.")
+  var maxFrameBytes = 16 << 20
+
+  @Option(help: "Per-device packet buffer bound, in bytes.")
+  var ringMaxBytes = 64 << 20
+
+  @Option(help: "Per-device packet buffer bound, in seconds of capture time.")
+  var ringMaxSeconds: Double = 30
+
+  @Option(help: "Most devices this server keeps.")
+  var maxDevices = 64
+
+  @Option(help: "Frames a publisher may have in flight (unacknowledged).")
+  var window = 32
+
+  @Option(help: "Stop a device's live decoder after this many seconds without a consumer.")
+  var decoderIdleSeconds: Double = 10
+
+  @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
+  var logLevel: Logger.Level = .info
+
+  func validate() throws {
+    guard HostPort(listen) != nil else {
+      throw ValidationError("--listen \(listen) is not HOST:PORT (for example 127.0.0.1:50001)")
+    }
+    guard maxFrameBytes > 0, ringMaxBytes > 0, ringMaxSeconds > 0, maxDevices > 0, window > 0 else {
+      throw ValidationError("limits must be positive")
+    }
+  }
+
+  func run() async throws {
+    let address = HostPort(listen)!
+    let host = address.host
+    guard insecure || address.isLoopback else {
+      throw ValidationError(
+        "refusing to listen on \(host) without TLS: TLS is not built yet; pass --insecure to accept plaintext on a non-loopback address")
+    }
+    LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
+    let logger = {
+      var logger = Logger(label: "relay-server")
+      logger.logLevel = logLevel
+      return logger
+    }()
+
+    var configuration = ServerConfiguration()
+    configuration.host = host
+    configuration.port = address.port
+    configuration.maxFrameBytes = maxFrameBytes
+    configuration.ringMaxBytes = ringMaxBytes
+    configuration.ringMaxSeconds = ringMaxSeconds
+    configuration.maxDevices = maxDevices
+    configuration.publishWindow = window
+    configuration.decoderIdleTimeout = .milliseconds(Int(decoderIdleSeconds * 1000))
+
+    let server = RelayServer(configuration: configuration, logger: logger)
+    let serving = Task {
+      try await server.run { address in
+        // Unbuffered: scripts and tests wait for this line.
+        FileHandle.standardOutput.write(Data("relay-server listening on \(address)\n".utf8))
+        logger.info("listening", metadata: ["address": "\(address)", "max_frame_bytes": "\(maxFrameBytes)"])
+      }
+    }
+    let signals = TerminationSignals { serving.cancel() }
+    defer { withExtendedLifetime(signals) {} }
+    try await serving.value
+    logger.info("stopped")
+  }
+}
+
+extension Logger.Level: @retroactive ExpressibleByArgument {}

@@ -1,0 +1,392 @@
+#!/usr/bin/env python3
+"""Ingest benchmark: the real Publish path (frames answered by acks) on loopback, side by side with a
+Python grpcio peer doing the same protocol and iperf3 as the ceiling. Started by scripts/bench-ingest.
+
+Cases, each run on a fresh server:
+  (a) 1920x1080 bgr24 synthetic frames, 6,220,800 bytes: relay-client -> relay-server, and grpcio
+  (b) 400x250 gray synthetic frames, 100,000 bytes:       relay-client -> relay-server, and grpcio
+  (c) a 1080p30 H.264 file replayed with --pace fast:      relay-client -> relay-server
+  iperf3 over 127.0.0.1: one TCP stream, the ceiling for (a).
+Every case runs --runs times (interleaved, so slow drift of the machine hits all cases alike) and the
+table shows the median of each number. Only the standard library is needed here.
+"""
+import argparse
+import datetime
+import json
+import os
+import platform
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+PEER = os.path.join(REPO, "scripts", "bench", "grpcio_peer.py")
+
+FRAME_1080P_BYTES = 1920 * 1080 * 3   # bgr24
+FRAME_100K_BYTES = 400 * 250          # gray
+RING_MAX_BYTES = 512 * 1024 * 1024    # the same bound for relay-server and the grpcio peer
+MAX_FRAME_BYTES = 16 * 1024 * 1024
+READY_TIMEOUT_S = 30                  # debug builds start slower than release ones
+
+# Goals from the issue: (name, numerator case, denominator case, target ratio).
+GOALS = [
+    ("(a) relay / grpcio GB/s", "a-relay", "a-grpcio", 1.0),
+    ("(b) relay / grpcio GB/s", "b-relay", "b-grpcio", 2.5),
+    ("(a) relay GB/s / iperf3 GB/s", "a-relay", "iperf3", 0.5),
+]
+
+
+class BenchError(Exception):
+    pass
+
+
+class Children:
+    """Every process the bench starts, so that all of them are gone when it exits, however it exits."""
+
+    def __init__(self):
+        self.running = []
+
+    def start(self, argv, stdout, stderr):
+        # A session of its own: a Ctrl-C on the terminal reaches only us, and we end each child's
+        # whole process group ourselves.
+        process = subprocess.Popen(argv, stdout=stdout, stderr=stderr, stdin=subprocess.DEVNULL,
+                                   start_new_session=True)
+        self.running.append(process)
+        return process
+
+    def stop(self, process, grace_s=3.0):
+        if process.poll() is None:
+            try:
+                os.killpg(process.pid, signal.SIGTERM)
+                process.wait(grace_s)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait(grace_s)
+            except ProcessLookupError:
+                pass
+        if process in self.running:
+            self.running.remove(process)
+
+    def stop_all(self):
+        for process in list(self.running):
+            self.stop(process)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_line(process, path, prefix, timeout_s):
+    """Returns the rest of the first line of file `path` that starts with `prefix`."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with open(path, errors="replace") as f:
+            for line in f:
+                if line.startswith(prefix):
+                    return line[len(prefix):].strip()
+        if process.poll() is not None:
+            raise BenchError(f"{os.path.basename(path)}: exited with {process.returncode} before '{prefix}'")
+        time.sleep(0.05)
+    raise BenchError(f"{os.path.basename(path)}: no '{prefix}' within {timeout_s} s")
+
+
+def summary_from(path):
+    """The last {"event":"summary"} JSON line a client printed, or None."""
+    summary = None
+    with open(path, errors="replace") as f:
+        for line in f:
+            line = line.strip()
+            if line.startswith("{"):
+                try:
+                    parsed = json.loads(line)
+                except ValueError:
+                    continue
+                if parsed.get("event") == "summary":
+                    summary = parsed
+    return summary
+
+
+def tail(path, lines=5):
+    try:
+        with open(path, errors="replace") as f:
+            return "".join(f.readlines()[-lines:]).rstrip()
+    except OSError:
+        return ""
+
+
+class Bench:
+    def __init__(self, args, children, log_dir):
+        self.args = args
+        self.children = children
+        self.log_dir = log_dir
+        self.bin_dir = args.bin_dir
+
+    def log(self, name):
+        return os.path.join(self.log_dir, name)
+
+    def start_server(self, name, argv, ready_prefix):
+        out, err = self.log(f"{name}.server.out"), self.log(f"{name}.server.err")
+        with open(out, "w") as stdout, open(err, "w") as stderr:
+            process = self.children.start(argv, stdout, stderr)
+        try:
+            return process, wait_for_line(process, out, ready_prefix, READY_TIMEOUT_S)
+        except BenchError as error:
+            self.children.stop(process)
+            raise BenchError(f"{error}\n{tail(err)}")
+
+    def run_client(self, name, argv):
+        """Runs a client to its end (or --case-timeout, then SIGTERM makes it print its summary)."""
+        out, err = self.log(f"{name}.client.out"), self.log(f"{name}.client.err")
+        with open(out, "w") as stdout, open(err, "w") as stderr:
+            process = self.children.start(argv, stdout, stderr)
+        timed_out = False
+        try:
+            process.wait(self.args.case_timeout)
+        except subprocess.TimeoutExpired:
+            timed_out = True
+        self.children.stop(process, grace_s=5.0)
+        summary = summary_from(out)
+        if summary is None:
+            ending = f"stopped after {self.args.case_timeout:g} s" if timed_out else f"exit {process.returncode}"
+            raise BenchError(f"{name}: no summary line ({ending}); last stderr: {tail(err, 1)}\n{tail(err)}")
+        if timed_out:
+            summary["note"] = f"stopped after {self.args.case_timeout:g} s"
+        elif process.returncode != 0:
+            summary["note"] = f"exit {process.returncode}: {tail(err, 1)}"
+        return summary
+
+    def relay_case(self, name, source_args, expected_frames, expected_frame_bytes):
+        server, address = self.start_server(name, [
+            os.path.join(self.bin_dir, "relay-server"), "--listen", "127.0.0.1:0",
+            "--max-frame-bytes", str(MAX_FRAME_BYTES), "--ring-max-bytes", str(RING_MAX_BYTES),
+            # The server's window caps the client's, so both ends get the same one (also the grpcio peer).
+            "--window", str(self.args.window),
+        ], "relay-server listening on ")
+        try:
+            summary = self.run_client(name, [
+                os.path.join(self.bin_dir, "relay-client"), "publish", "--server", address,
+                "--device", f"bench-{name.split('.')[0]}", *source_args, "--window", str(self.args.window),
+            ])
+        finally:
+            self.children.stop(server)
+        return measurement(summary, expected_frames, expected_frame_bytes)
+
+    def grpcio_case(self, name, frame_bytes, frames):
+        server, address = self.start_server(name, [
+            sys.executable, PEER, "server", "--listen", "127.0.0.1:0", "--window", str(self.args.window),
+            "--ring-max-bytes", str(RING_MAX_BYTES),
+        ], "grpcio-peer listening on ")
+        try:
+            summary = self.run_client(name, [
+                sys.executable, PEER, "client", "--server", address, "--frame-bytes", str(frame_bytes),
+                "--frames", str(frames), "--window", str(self.args.window),
+                "--timeout", str(self.args.case_timeout),
+            ])
+        finally:
+            self.children.stop(server)
+        return measurement(summary, frames, frame_bytes)
+
+    def iperf3(self, name):
+        port = free_port()
+        server, _ = self.start_server(name, [
+            "iperf3", "--server", "--one-off", "--bind", "127.0.0.1", "--port", str(port), "--forceflush",
+        ], "Server listening on ")
+        out = self.log(f"{name}.client.json")
+        try:
+            with open(out, "w") as stdout, open(self.log(f"{name}.client.err"), "w") as stderr:
+                client = self.children.start([
+                    "iperf3", "--client", "127.0.0.1", "--port", str(port),
+                    "--time", str(self.args.iperf_seconds), "--json",
+                ], stdout, stderr)
+                try:
+                    client.wait(self.args.iperf_seconds + 30)
+                finally:
+                    self.children.stop(client)
+        finally:
+            self.children.stop(server)
+        try:
+            with open(out) as f:
+                report = json.load(f)
+            received = report["end"]["sum_received"]
+        except (OSError, ValueError, KeyError) as error:
+            raise BenchError(f"{name}: no iperf3 result ({error})\n{tail(out)}")
+        return {"frames": None, "fps": None, "gbps": received["bytes"] / received["seconds"] / 1e9,
+                "p50": None, "p99": None, "note": ""}
+
+
+SUMMARY_KEYS = ("frames_sent", "frames_acked", "bytes_sent", "seconds", "ack_rtt_p50_ms", "ack_rtt_p99_ms")
+
+
+def measurement(summary, expected_frames, expected_frame_bytes):
+    missing = [key for key in SUMMARY_KEYS if not isinstance(summary.get(key), (int, float))]
+    if missing:
+        raise BenchError(f"summary without numeric {', '.join(missing)}: {json.dumps(summary)}")
+    seconds = summary["seconds"]
+    acked = summary["frames_acked"]
+    note = summary.get("note") or summary.get("error") or ""
+    if expected_frames is not None and acked != expected_frames:
+        note = (note + "; " if note else "") + f"only {acked} of {expected_frames} frames acked"
+    elif acked != summary["frames_sent"]:
+        note = (note + "; " if note else "") + f"{summary['frames_sent']} sent, {acked} acked"
+    if seconds <= 0 or acked == 0:
+        raise BenchError(f"nothing measured: {json.dumps(summary)}")
+    # The ratios only mean something if both sides moved the same payload per frame.
+    if expected_frame_bytes is not None and summary["bytes_sent"] != summary["frames_sent"] * expected_frame_bytes:
+        note = (note + "; " if note else "") + \
+            f"{summary['bytes_sent'] / max(summary['frames_sent'], 1):.0f} bytes/frame, expected {expected_frame_bytes}"
+    # Both from the summary's own counters, so relay-client and the grpcio peer are computed alike.
+    return {"frames": acked, "fps": acked / seconds, "gbps": summary["bytes_sent"] / seconds / 1e9,
+            "p50": summary["ack_rtt_p50_ms"], "p99": summary["ack_rtt_p99_ms"], "note": note}
+
+
+def make_h264_file(directory, timeout_s):
+    path = os.path.join(directory, "testsrc2-1080p30.mp4")
+    print("bench-ingest: encoding the 20 s 1080p30 H.264 test file (about 30 s on 2 cores)", file=sys.stderr)
+    subprocess.run([
+        "ffmpeg", "-hide_banner", "-loglevel", "error", "-nostdin", "-y",
+        "-f", "lavfi", "-i", "testsrc2=size=1920x1080:rate=30", "-t", "20",
+        "-c:v", "libx264", "-pix_fmt", "yuv420p", "-g", "30", path,
+    ], check=True, timeout=timeout_s, start_new_session=True)
+    return path
+
+
+CASE_TITLES = {
+    "a-relay": "(a) 1080p bgr24 6.2 MB   relay",
+    "a-grpcio": "(a) 1080p bgr24 6.2 MB   grpcio",
+    "b-relay": "(b) 100 KB gray          relay",
+    "b-grpcio": "(b) 100 KB gray          grpcio",
+    "c-relay": "(c) H.264 1080p30, fast  relay",
+    "iperf3": "iperf3 127.0.0.1 (ceiling)",
+}
+
+
+def median_of(runs, key):
+    values = [run[key] for run in runs if run.get(key) is not None]
+    return statistics.median(values) if values else None
+
+
+def fmt(value, spec, missing="-"):
+    return missing if value is None else format(value, spec)
+
+
+def render(args, results, failures, started):
+    lines = [
+        f"FrameRelay ingest benchmark, {started:%Y-%m-%d %H:%M} UTC, {platform.node()}, {os.cpu_count()} cores",
+        f"binaries: {args.bin_dir}" + ("   ** DEBUG BUILD: not representative **" if "debug" in args.bin_dir else ""),
+        f"median of {args.runs} run(s); window {args.window} frames in flight for relay-client and grpcio; "
+        f"GB = 1e9 bytes of payload; fresh server per case",
+        "",
+        f"{'case':<34}{'frames':>7}{'frames/s':>11}{'GB/s':>8}{'ack p50 ms':>12}{'ack p99 ms':>12}"
+        f"{'frames/s per run':>24}",
+    ]
+    for case, title in CASE_TITLES.items():
+        runs = results.get(case, [])
+        if not runs:
+            lines.append(f"{title:<34}  failed: {'; '.join(failures.get(case, ['not run']))}")
+            continue
+        per_run = " ".join(fmt(r["fps"], ".0f") for r in runs) if runs[0]["fps"] is not None else \
+            " ".join(f"{r['gbps']:.2f}GB/s" for r in runs)
+        lines.append(
+            f"{title:<34}{fmt(median_of(runs, 'frames'), '.0f'):>7}{fmt(median_of(runs, 'fps'), '.1f'):>11}"
+            f"{fmt(median_of(runs, 'gbps'), '.3f'):>8}{fmt(median_of(runs, 'p50'), '.2f'):>12}"
+            f"{fmt(median_of(runs, 'p99'), '.2f'):>12}{per_run:>24}")
+        for note in sorted({r["note"] for r in runs if r["note"]}) + failures.get(case, []):
+            lines.append(f"{'':<6}note: {note}")
+        if case == "c-relay":
+            lines.append(f"{'':<6}= {median_of(runs, 'fps') / 30:.1f}x real time (the file is 30 frames/s)")
+
+    lines += ["", f"{'goal':<34}{'value':>8}{'target':>9}  result"]
+    for name, numerator, denominator, target in GOALS:
+        top, bottom = median_of(results.get(numerator, []), "gbps"), median_of(results.get(denominator, []), "gbps")
+        wanted = f">={target:.0%}" if target < 1 else f">={target:.1f}x"
+        if top is None or bottom is None:
+            lines.append(f"{name:<34}{'-':>8}{wanted:>9}  n/a (a case failed)")
+            continue
+        ratio = top / bottom
+        shown = f"{ratio:.0%}" if target < 1 else f"{ratio:.2f}x"
+        lines.append(f"{name:<34}{shown:>8}{wanted:>9}  {'met' if ratio >= target else 'NOT met'}")
+    return "\n".join(lines) + "\n"
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--bin-dir", default=os.environ.get("RELAY_BIN_DIR", os.path.join(REPO, ".build", "release")),
+                        help="where relay-server and relay-client are (env RELAY_BIN_DIR)")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--frames-1080p", type=int, default=600, help="frames per run of case (a)")
+    parser.add_argument("--frames-100k", type=int, default=20000, help="frames per run of case (b)")
+    parser.add_argument("--window", type=int, default=32, help="frames in flight, both clients")
+    parser.add_argument("--iperf-seconds", type=int, default=5)
+    parser.add_argument("--case-timeout", type=float, default=120, help="seconds before a client is stopped")
+    parser.add_argument("--h264-file", help="reuse this file for case (c) instead of encoding one")
+    parser.add_argument("--out", default=os.path.join(REPO, "out", "bench-ingest.txt"))
+    args = parser.parse_args()
+    args.bin_dir = os.path.abspath(args.bin_dir)
+    if args.h264_file:
+        args.h264_file = os.path.abspath(args.h264_file)
+        if not os.path.isfile(args.h264_file):
+            sys.exit(f"bench-ingest: no file {args.h264_file}")
+    for program in ("relay-server", "relay-client"):
+        if not os.access(os.path.join(args.bin_dir, program), os.X_OK):
+            sys.exit(f"bench-ingest: no {program} in {args.bin_dir} (build it, or set RELAY_BIN_DIR)")
+
+    # SIGTERM and SIGHUP end us like Ctrl-C does, through the `finally` that stops every child.
+    def interrupted(signum, _frame):
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, interrupted)
+
+    started = datetime.datetime.now(datetime.timezone.utc)
+    log_dir = os.path.join(os.path.dirname(os.path.abspath(args.out)), "bench-ingest-logs")
+    os.makedirs(log_dir, exist_ok=True)
+    children = Children()
+    bench = Bench(args, children, log_dir)
+    results, failures = {}, {}
+    with tempfile.TemporaryDirectory(prefix="bench-ingest-") as scratch:
+        try:
+            h264 = args.h264_file or make_h264_file(scratch, timeout_s=300)
+            cases = {
+                "iperf3": lambda name: bench.iperf3(name),
+                "a-relay": lambda name: bench.relay_case(
+                    name, ["--synthetic", "1920x1080", "--frames", str(args.frames_1080p)],
+                    args.frames_1080p, FRAME_1080P_BYTES),
+                "a-grpcio": lambda name: bench.grpcio_case(name, FRAME_1080P_BYTES, args.frames_1080p),
+                "b-relay": lambda name: bench.relay_case(
+                    name, ["--synthetic", "400x250:gray", "--frames", str(args.frames_100k)],
+                    args.frames_100k, FRAME_100K_BYTES),
+                "b-grpcio": lambda name: bench.grpcio_case(name, FRAME_100K_BYTES, args.frames_100k),
+                "c-relay": lambda name: bench.relay_case(name, ["--file", h264, "--pace", "fast"], None, None),
+            }
+            for run in range(1, args.runs + 1):
+                # Alternate which side of a pair goes first, so neither always gets the warmer machine.
+                order = list(cases) if run % 2 else ["iperf3", "a-grpcio", "a-relay", "b-grpcio", "b-relay", "c-relay"]
+                for case in order:
+                    print(f"bench-ingest: run {run}/{args.runs}: {case}", file=sys.stderr, flush=True)
+                    try:
+                        results.setdefault(case, []).append(cases[case](f"{case}.{run}"))
+                    except BenchError as error:
+                        failures.setdefault(case, []).append(f"run {run}: {str(error).splitlines()[0]}")
+                        print(f"bench-ingest: {case} failed: {error}", file=sys.stderr)
+        except KeyboardInterrupt:
+            print("bench-ingest: interrupted", file=sys.stderr)
+            return 130
+        finally:
+            children.stop_all()
+
+    table = render(args, results, failures, started)
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    with open(args.out, "w") as f:
+        f.write(table)
+    print(table, end="")
+    print(f"(saved to {os.path.relpath(args.out, REPO)}; logs in {os.path.relpath(log_dir, REPO)}/)", file=sys.stderr)
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
