@@ -27,6 +27,9 @@ final class Device: Sendable {
     var startMs: Int64
     var endMs: Int64
     var frames: Int
+    /// Over the newest packets only (see PacketRing.recentSpan).
+    var recentFrames: Int
+    var recentSpanMs: Int64
   }
 
   private struct State {
@@ -134,7 +137,10 @@ final class Device: Sendable {
   var bufferSummary: BufferSummary? {
     state.withLock { state in
       guard let first = state.ring.first, let last = state.ring.last else { return nil }
-      return BufferSummary(startMs: first.timestampMs, endMs: last.timestampMs, frames: state.ring.count)
+      let recent = state.ring.recentSpan(limit: 61)
+      return BufferSummary(
+        startMs: first.timestampMs, endMs: last.timestampMs, frames: state.ring.count, recentFrames: recent.count,
+        recentSpanMs: recent.spanMs)
     }
   }
 

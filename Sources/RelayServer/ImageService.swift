@@ -71,8 +71,8 @@ struct ImageService: Chrys_Cloud_Videostreaming_V1beta1_Image.SimpleServiceProto
         $0.durationSeconds = (buffer.endMs - buffer.startMs) / 1000
         $0.frames = Int64(buffer.frames)
         $0.approximateFps = Int32(
-          ApproximateFrameRate.of(frames: buffer.frames, spanMs: buffer.endMs - buffer.startMs,
-                                  nominal: device.codec?.frameRate ?? 0))
+          ApproximateFrameRate.of(
+            frames: buffer.recentFrames, spanMs: buffer.recentSpanMs, nominal: device.codec?.frameRate ?? 0))
       }
     }
     return probe

@@ -27,6 +27,14 @@ struct PacketRing {
     evictWhileOverLimits()
   }
 
+  /// The newest `limit` packets' count and capture-time span: the current frame rate, unaffected by
+  /// gaps between sessions further back in the ring.
+  func recentSpan(limit: Int) -> (count: Int, spanMs: Int64) {
+    guard let last else { return (0, 0) }
+    let start = max(head, packets.count - limit)
+    return (packets.count - start, last.timestampMs - packets[start].timestampMs)
+  }
+
   /// Packets with `index > after`, oldest first.
   func packets(after index: UInt64) -> ArraySlice<StoredPacket> {
     guard let position = position(firstIndexAbove: index) else { return [] }

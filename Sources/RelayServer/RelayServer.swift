@@ -30,6 +30,16 @@ public struct RelayServer: Sendable {
         config: transportConfig),
       services: services)
 
+    do {
+      try await serve(server, onListening: onListening)
+    } catch where Task.isCancelled {
+      // Asked to stop (SIGINT/SIGTERM): the transport reports the cancellation; that is a clean stop.
+    }
+  }
+
+  private func serve(
+    _ server: GRPCServer<HTTP2ServerTransport.Posix>, onListening: @Sendable (String) -> Void
+  ) async throws {
     try await withThrowingDiscardingTaskGroup { group in
       group.addTask { try await server.serve() }
       guard let address = try await server.listeningAddress?.ipv4 else {

@@ -50,6 +50,16 @@ private func packet(_ index: UInt64, key: Bool, bytes: Int = 100, ms: Int64? = n
     #expect(ring.fromNewestKeyframe().map(\.index) == [16, 17, 18, 19, 20])
   }
 
+  @Test func recentSpanIgnoresOlderGaps() {
+    var ring = PacketRing(limits: .init(maxBytes: 1 << 20, maxSeconds: 600))
+    for i in UInt64(1)...10 { ring.append(packet(i, key: i == 1, ms: Int64(i) * 33)) }
+    // A 100 s pause (client restarted), then 30 fps again.
+    for i in UInt64(11)...100 { ring.append(packet(i, key: i == 11, ms: 100_000 + Int64(i) * 33)) }
+    let recent = ring.recentSpan(limit: 61)
+    #expect(recent.count == 61)
+    #expect(recent.spanMs == 60 * 33)
+  }
+
   @Test func staysBoundedOverALongRun() {
     var ring = PacketRing(limits: .init(maxBytes: 5_000, maxSeconds: 60))
     for i in UInt64(1)...100_000 { ring.append(packet(i, key: i % 10 == 1)) }
