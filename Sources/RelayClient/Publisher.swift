@@ -260,9 +260,10 @@ public final class Publisher: Sendable {
     }
   }
 
-  /// Capture is over and the server has everything, or we stopped waiting.
+  /// Capture is over (or we were told to stop) and the server has everything, or we stopped waiting.
+  /// Stopping counts even while disconnected, when nobody reads the capture's end event.
   private var isDone: Bool {
-    state.withLock { $0.captureEnded && ($0.inFlight.isEmpty || $0.drainDeadlinePassed) }
+    state.withLock { ($0.captureEnded || $0.stopping) && ($0.inFlight.isEmpty || $0.drainDeadlinePassed) }
   }
 
   private func sleep(seconds: Double) async throws {
