@@ -26,7 +26,6 @@ sys.path.insert(0, str(STUBS))
 from chrysalis import video_streaming_pb2 as image_pb  # noqa: E402
 from chrysalis import video_streaming_pb2_grpc as image_grpc  # noqa: E402
 from framerelay.v1 import relay_pb2  # noqa: E402
-from framerelay.v1 import relay_pb2_grpc  # noqa: E402
 
 BIN_DIR = (REPO / os.environ.get("RELAY_BIN_DIR", ".build/debug")).resolve()
 RELAY_SERVER = BIN_DIR / "relay-server"

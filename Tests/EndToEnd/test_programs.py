@@ -27,6 +27,34 @@ def test_client_keeps_retrying_an_unreachable_server(start_client, free_port):
     assert client.alive(), f"relay-client gave up; stderr:\n{support.tail(client.stderr())}"
 
 
+def summary_of(client):
+    lines = [line for line in client.stdout().splitlines() if line.startswith("{")]
+    assert lines, f"relay-client printed no summary; stdout: {client.stdout()!r}"
+    return json.loads(lines[-1])
+
+
+@pytest.mark.binaries
+def test_client_stops_on_sigterm_while_server_unreachable(start_client, free_port):
+    address = f"127.0.0.1:{free_port}"
+    client = start_client(address, "lonely-cam", "--test-pattern", "--size", "320x240", "--fps", "30")
+    client.wait_for_output("retrying", timeout=10, stream="stderr")
+    # docs/cli.md: on SIGTERM wait for in-flight acks up to 2 s, print the summary, exit 0.
+    assert client.stop(timeout=4) == 0, "relay-client did not exit 0 within 4 s of SIGTERM"
+    summary = summary_of(client)
+    assert summary["frames_acked"] == 0
+
+
+@pytest.mark.binaries
+def test_client_stops_on_sigterm_after_server_went_away(server, start_client):
+    client = start_client(server.address, "orphan-cam", "--test-pattern", "--size", "320x240", "--fps", "30")
+    client.wait_for_output(r"acked [1-9]", timeout=15, stream="stderr")  # a status line with acked frames
+    assert server.process.stop(timeout=5) == 0
+    client.wait_for_output("retrying", timeout=10, stream="stderr")
+    assert client.stop(timeout=4) == 0, "relay-client did not exit 0 within 4 s of SIGTERM"
+    summary = summary_of(client)
+    assert 0 < summary["frames_acked"] <= summary["frames_sent"]
+
+
 @pytest.mark.binaries
 def test_consume_latest_script_writes_png(server, start_client, tmp_path):
     start_client(server.address, "png-cam", "--test-pattern", "--size", "320x240", "--fps", "30")

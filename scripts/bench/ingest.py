@@ -283,7 +283,7 @@ def render(args, results, failures, started):
         f"GB = 1e9 bytes of payload; fresh server per case",
         "",
         f"{'case':<34}{'frames':>7}{'frames/s':>11}{'GB/s':>8}{'ack p50 ms':>12}{'ack p99 ms':>12}"
-        f"{'frames/s per run':>24}",
+        f"  each run (frames/s; GB/s for iperf3)",
     ]
     for case, title in CASE_TITLES.items():
         runs = results.get(case, [])
@@ -291,11 +291,11 @@ def render(args, results, failures, started):
             lines.append(f"{title:<34}  failed: {'; '.join(failures.get(case, ['not run']))}")
             continue
         per_run = " ".join(fmt(r["fps"], ".0f") for r in runs) if runs[0]["fps"] is not None else \
-            " ".join(f"{r['gbps']:.2f}GB/s" for r in runs)
+            " ".join(f"{r['gbps']:.2f}" for r in runs)
         lines.append(
             f"{title:<34}{fmt(median_of(runs, 'frames'), '.0f'):>7}{fmt(median_of(runs, 'fps'), '.1f'):>11}"
             f"{fmt(median_of(runs, 'gbps'), '.3f'):>8}{fmt(median_of(runs, 'p50'), '.2f'):>12}"
-            f"{fmt(median_of(runs, 'p99'), '.2f'):>12}{per_run:>24}")
+            f"{fmt(median_of(runs, 'p99'), '.2f'):>12}  {per_run}")
         for note in sorted({r["note"] for r in runs if r["note"]}) + failures.get(case, []):
             lines.append(f"{'':<6}note: {note}")
         if case == "c-relay":
