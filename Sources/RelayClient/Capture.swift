@@ -85,7 +85,9 @@ final class Capture: Sendable {
 extension SourceSpec {
   /// Cameras come and go and are reopened; files and generated sources are not.
   var isCamera: Bool {
-    if case .rtsp = self { return true }
-    return false
+    switch self {
+    case .rtsp, .v4l2: return true
+    case .testPattern, .file, .synthetic: return false
+    }
   }
 }

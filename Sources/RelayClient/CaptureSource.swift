@@ -13,7 +13,21 @@ extension SourceSpec {
   func open(interrupt: MediaInterrupt) throws -> any CaptureSource {
     switch self {
     case .testPattern(let width, let height, let frameRate):
-      return TestPatternSource(pattern: try TestPattern(width: width, height: height, frameRate: frameRate, interrupt: interrupt))
+      let pattern = try TestPattern(width: width, height: height, frameRate: frameRate, interrupt: interrupt)
+      return EncodedSource(codec: CodecDescription(pattern.stream), read: pattern.readVideoPacket)
+    case .v4l2(let camera):
+      var options: [String: String] = [:]
+      if let format = camera.inputFormat { options["input_format"] = format }
+      if let width = camera.width, let height = camera.height { options["video_size"] = "\(width)x\(height)" }
+      if let rate = camera.frameRate { options["framerate"] = "\(rate)" }
+      let input = try MediaInput(url: camera.path, format: "v4l2", options: options, interrupt: interrupt)
+      guard input.stream.codecName == "rawvideo" else {
+        return DemuxedSource(input: input, pace: nil, interrupt: interrupt)  // H.264, MJPEG: as they are
+      }
+      var settings = camera.encoding
+      if settings.frameRate <= 0 { settings.frameRate = Int(input.stream.frameRate.rounded()) }
+      let encoding = try EncodingInput(input: input, settings: settings)
+      return EncodedSource(codec: CodecDescription(encoding.stream), read: encoding.readVideoPacket)
     case .rtsp(let url, let transport, let timeout):
       // FFmpeg 5: `timeout` is the socket timeout in µs (`stimeout` is gone and silently ignored).
       let input = try MediaInput(
@@ -82,12 +96,13 @@ struct DemuxedSource: CaptureSource {
   }
 }
 
-struct TestPatternSource: CaptureSource {
-  let pattern: TestPattern
-  var codec: CodecDescription { CodecDescription(pattern.stream) }
+/// Packets encoded here from raw pictures (test pattern, raw V4L2 cameras).
+struct EncodedSource: CaptureSource {
+  let codec: CodecDescription
+  let read: () throws -> MediaPacket?
 
   mutating func nextPacket() throws -> EncodedPacket? {
-    guard let packet = try pattern.readVideoPacket() else { return nil }
+    guard let packet = try read() else { return nil }
     return EncodedPacket(
       data: packet.data, pts: packet.pts ?? 0, dts: packet.dts ?? packet.pts ?? 0, isKeyframe: packet.isKeyframe,
       captureTimeMs: WallClock.nowMs())

@@ -3,11 +3,14 @@ import RelayCore
 
 /// Counters of one publisher run; what the status line and the summary show.
 struct PublishStats: Sendable {
+  var framesCaptured = 0
+  var framesDropped = 0
   var framesSent = 0
   var framesAcked = 0
   var bytesSent = 0
   var bytesAcked = 0
   var reconnects = 0
+  var reconnectMs: [Int] = []
   var roundTrips = LatencySamples()
 }
 
@@ -15,6 +18,8 @@ struct PublishStats: Sendable {
 public struct PublishSummary: Sendable, Encodable {
   public var event = "summary"
   public var device: String
+  public var framesCaptured: Int
+  public var framesDropped: Int
   public var framesSent: Int
   public var framesAcked: Int
   public var bytesSent: Int
@@ -23,6 +28,7 @@ public struct PublishSummary: Sendable, Encodable {
   public var ackRttP50Ms: Double
   public var ackRttP99Ms: Double
   public var reconnects: Int
+  public var reconnectMs: [Int]
 
   public var json: String {
     let encoder = JSONEncoder()

@@ -7,33 +7,39 @@ import RelayProtocol
 import Synchronization
 
 /// Streams one source to relay-server over `FrameRelay/Publish`: hello, then frames numbered 1, 2, 3, …
-/// each kept until its ack. A broken stream is reopened with back-off and the same session id, and the
-/// server's resume point says what to resend.
+/// each kept in the outbox until its ack. Capture never waits for the network: while the server is away
+/// frames collect in the outbox (bounded), and each new stream resumes where the server says it is.
 public final class Publisher: Sendable {
   private struct State {
-    var inFlight = InFlightFrames()
+    var outbox: Outbox
     var nextSequence: UInt64 = 1
     var stats = PublishStats()
-    var codec: CodecDescription?
+    /// Codecs by generation; a new generation starts when the camera reopens with another format.
+    var codecs: [Int: CodecDescription] = [:]
+    var codecGeneration = 0
     var lastStatus: Framerelay_V1_CaptureStatus?
-    /// Set for the stream that is open now.
-    var accepted: Framerelay_V1_Accepted?
-    var responseEnded = false
-    var newCodec: CodecDescription?
+    var statusVersion = 0
     var captureEnded = false
     var captureError: String?
     var stopping = false
     var drainDeadlinePassed = false
+    // The stream that is open now.
+    var accepted: Framerelay_V1_Accepted?
+    var responseEnded = false
+    var lastProgressNs: UInt64 = 0
     var waiter: CheckedContinuation<Void, any Error>?
   }
 
   private struct StreamEnded: Error {}
+  private struct StreamStalled: Error, CustomStringConvertible {
+    let description: String
+  }
 
   let configuration: PublisherConfiguration
   private let logger: Logger
   private let capture: Capture
   private let sessionID = UUID().uuidString
-  private let state = Mutex(State())
+  private let state: Mutex<State>
   private let startedNs = WallClock.monotonicNs()
 
   public init(configuration: PublisherConfiguration, logger: Logger) {
@@ -42,18 +48,21 @@ public final class Publisher: Sendable {
     self.capture = Capture(
       spec: configuration.source, maxFrames: configuration.maxFrames, backoff: configuration.cameraBackoff,
       logger: logger)
+    self.state = Mutex(
+      State(outbox: Outbox(limits: .init(maxBytes: configuration.queueMaxBytes, maxSeconds: configuration.queueMaxSeconds))))
   }
 
-  /// Stops capturing and finishes once in-flight frames are acked or the stop timeout passes.
+  /// Stops capturing and finishes once the frames captured so far are acked or the stop timeout passes.
   public func stop() {
     let first = state.withLock { state -> Bool in
       defer { state.stopping = true }
       return !state.stopping
     }
     guard first else { return }
-    logger.info("stopping: waiting up to \(configuration.stopDrainTimeout) for in-flight frames")
+    logger.info("stopping: waiting up to \(configuration.stopDrainTimeout) for unacknowledged frames")
     capture.stop()
     armDrainDeadline(configuration.stopDrainTimeout)
+    wake()
   }
 
   public func run() async throws -> PublishSummary {
@@ -62,70 +71,169 @@ public final class Publisher: Sendable {
       let error = state.withLock { $0.captureError } ?? "the source ended before its first frame"
       throw PublishError.source(error)
     }
-    state.withLock { $0.codec = codec }
     logger.info(
-      "capturing", metadata: ["source": "\(configuration.source.kindAndLabel.label)", "codec": "\(codec.name) \(codec.width)x\(codec.height)"])
-
-    let transport = try HTTP2ClientTransport.Posix(
-      target: .dns(host: configuration.server.host, port: configuration.server.port),
-      transportSecurity: .plaintext, config: transportConfig)
+      "capturing",
+      metadata: ["source": "\(configuration.source.kindAndLabel.label)", "codec": "\(codec.name) \(codec.width)x\(codec.height)"])
     try await withThrowingDiscardingTaskGroup { group in
       group.addTask { await StatusReporter(publisher: self).run() }
-      try await withGRPCClient(transport: transport) { client in
-        try await publishUntilDone(Framerelay_V1_FrameRelay.Client(wrapping: client))
+      group.addTask {
+        do { try await self.pumpCapture() } catch is CancellationError {}  // the run is over
       }
+      try await publishUntilDone()
       group.cancelAll()
     }
     if let error = state.withLock({ $0.captureError }) { logger.error("source failed: \(error)") }
     return summary
   }
 
+  // MARK: Capture → outbox
+
+  private func firstCodec() async throws -> CodecDescription? {
+    while let event = try await capture.events.next() {
+      switch event {
+      case .opened(let codec):
+        state.withLock { $0.codecs[0] = codec }
+        return codec
+      case .status(_, let error, _):
+        logger.warning("camera not ready: \(error)")
+      case .ended(let error):
+        state.withLock { $0.captureError = error }
+        return nil
+      case .packet:
+        continue
+      }
+    }
+    return nil
+  }
+
+  /// Moves everything the capture thread produces into the outbox, whether or not a stream is open.
+  private func pumpCapture() async throws {
+    while let event = try await capture.events.next() {
+      switch event {
+      case .packet(let packet):
+        let dropped = state.withLock { state -> Int in
+          let entry = Outbox.Entry(sequence: state.nextSequence, packet: packet, codecGeneration: state.codecGeneration)
+          state.nextSequence += 1
+          state.stats.framesCaptured += 1
+          let dropped = state.outbox.append(entry)
+          state.stats.framesDropped = state.outbox.droppedFrames
+          return dropped
+        }
+        if dropped > 0 {
+          logger.warning(
+            "queue bound reached (\(configuration.queueMaxBytes) bytes / \(configuration.queueMaxSeconds) s): dropped \(dropped) frames, oldest GOP first")
+        }
+      case .opened(let codec):
+        state.withLock { state in
+          if state.codecs[state.codecGeneration] != codec {
+            state.codecGeneration += 1
+            state.codecs[state.codecGeneration] = codec
+          }
+        }
+      case .status(let capture, let error, let streak):
+        state.withLock { state in
+          state.lastStatus = .with {
+            $0.state = .init(capture)
+            $0.lastError = error
+            $0.failingStreak = streak
+          }
+          state.statusVersion += 1
+        }
+      case .ended(let error):
+        state.withLock { state in
+          state.captureEnded = true
+          state.captureError = error
+          state.lastStatus = .with { $0.state = error == nil ? .stopped : .failed; $0.lastError = error ?? "" }
+          state.statusVersion += 1
+        }
+        armDrainDeadline(configuration.endDrainTimeout)
+        wake()
+        return
+      }
+      wake()
+    }
+  }
+
   // MARK: Streams
 
-  private func publishUntilDone(_ relay: Framerelay_V1_FrameRelay.Client<HTTP2ClientTransport.Posix>) async throws {
+  private func publishUntilDone() async throws {
     var failures = 0
-    while true {
+    var failedAtNs: UInt64? = nil
+    while !isDone {
       do {
-        try await publishOnce(relay)
-        failures = 0
-        let next = state.withLock { state -> CodecDescription? in
-          defer { state.newCodec = nil }
-          if let codec = state.newCodec { state.codec = codec }
-          return state.newCodec
+        try await withGRPCClient(transport: try makeTransport()) { client in
+          try await publishOnce(Framerelay_V1_FrameRelay.Client(wrapping: client), failedAtNs: failedAtNs)
         }
-        if next == nil { return }
-        logger.info("codec changed: starting a new stream with a new hello")
+        failures = 0
+        failedAtNs = nil
       } catch {
         if let fatal = PublishError(fatal: error) { throw fatal }
         if isDone { return }
+        if failedAtNs == nil { failedAtNs = WallClock.monotonicNs() }
         let delay = configuration.reconnectBackoff.delay(attempt: failures)
         failures += 1
         logger.error(
           "cannot reach relay-server at \(configuration.server): \(Self.reason(error)); retrying in \(String(format: "%.1f", delay))s")
         try await sleep(seconds: delay)
-        state.withLock { $0.stats.reconnects += 1 }
       }
     }
   }
 
-  private func publishOnce(_ relay: Framerelay_V1_FrameRelay.Client<HTTP2ClientTransport.Posix>) async throws {
+  /// One stream: hello, accepted, then frames until the capture ends, the codec changes, or it breaks.
+  private func publishOnce(
+    _ relay: Framerelay_V1_FrameRelay.Client<HTTP2ClientTransport.Posix>, failedAtNs: UInt64?
+  ) async throws {
     state.withLock { state in
       state.accepted = nil
       state.responseEnded = false
+      state.lastProgressNs = WallClock.monotonicNs()
     }
-    var options = CallOptions.defaults
-    options.waitForReady = false  // fail fast and say so, rather than hang on an unreachable server
-    options.maxRequestMessageBytes = configuration.maxMessageBytes
-    options.maxResponseMessageBytes = 1 << 20
-    try await relay.publish(
-      options: options,
-      requestProducer: { writer in try await self.produce(into: writer) },
-      onResponse: { response in try await self.consume(response) })
+    let options = {
+      var options = CallOptions.defaults
+      options.waitForReady = false  // fail fast and say so, rather than hang on an unreachable server
+      options.maxRequestMessageBytes = configuration.maxMessageBytes
+      options.maxResponseMessageBytes = 1 << 20
+      return options
+    }()
+    try await withThrowingTaskGroup { group in
+      group.addTask {
+        try await relay.publish(
+          options: options,
+          requestProducer: { writer in try await self.produce(into: writer, failedAtNs: failedAtNs) },
+          onResponse: { response in try await self.consume(response) })
+      }
+      group.addTask { try await self.watchStream() }
+      // The first to finish decides: the stream ended (done), or the watchdog found it dead (throws).
+      try await group.next()
+      group.cancelAll()
+    }
   }
 
-  /// The request side: hello, clock sync, resend, then frames as the window allows.
-  private func produce(into writer: RPCWriter<Framerelay_V1_PublishRequest>) async throws {
-    let (codec, lastStatus) = state.withLock { ($0.codec!, $0.lastStatus) }
+  /// Fails the stream when no `accepted` comes in time, or when frames are in flight and no ack comes.
+  private func watchStream() async throws {
+    while true {
+      try await Task.sleep(for: .milliseconds(200))
+      let (accepted, inFlight, idleNs) = state.withLock {
+        ($0.accepted != nil, $0.outbox.inFlightCount, WallClock.monotonicNs() - $0.lastProgressNs)
+      }
+      let idle = Duration.nanoseconds(Int64(idleNs))
+      if !accepted && idle > configuration.helloTimeout {
+        throw StreamStalled(description: "no answer to the hello within \(configuration.helloTimeout)")
+      }
+      if accepted && inFlight > 0 && idle > configuration.ackTimeout {
+        throw StreamStalled(description: "no ack for \(configuration.ackTimeout) with \(inFlight) frames in flight")
+      }
+    }
+  }
+
+  /// The request side: hello, clock sync, then frames from the outbox as the window allows.
+  private func produce(into writer: RPCWriter<Framerelay_V1_PublishRequest>, failedAtNs: UInt64?) async throws {
+    // The hello describes the oldest frame still to send, so frames resent after a reconnect keep
+    // the codec they were captured with.
+    let (generation, codec) = state.withLock { state in
+      let generation = state.outbox.oldest?.codecGeneration ?? state.codecGeneration
+      return (generation, state.codecs[generation]!)
+    }
     let helloSentMs = WallClock.nowMs()
     try await writer.write(.with { $0.message = .hello(hello(codec, sentAtMs: helloSentMs)) })
     try await waitUntil { $0.accepted != nil }
@@ -133,58 +241,68 @@ public final class Publisher: Sendable {
     let offset = ClockOffset(sentAtMs: helloSentMs, serverTimeMs: accepted.serverTimeMs, receivedAtMs: WallClock.nowMs())
     try await writer.write(
       .with { $0.message = .clockSync(.with { $0.offsetMs = offset.offsetMs; $0.roundTripMs = offset.roundTripMs }) })
-    if let lastStatus { try await writer.write(.with { $0.message = .captureStatus(lastStatus) }) }
 
-    let window = max(1, min(configuration.window, Int(accepted.window == 0 ? UInt32(configuration.window) : accepted.window)))
-    let resend = state.withLock { state in
-      _ = state.inFlight.acknowledge(upTo: accepted.resumeAfter)
-      return state.inFlight.resend(after: accepted.resumeAfter, now: WallClock.monotonicNs())
+    let resending = state.withLock { state -> Int in
+      state.outbox.restart(after: accepted.resumeAfter)
+      state.stats.framesDropped = state.outbox.droppedFrames
+      return state.outbox.count
     }
-    if !resend.isEmpty { logger.info("resending \(resend.count) unacknowledged frames after \(accepted.resumeAfter)") }
-    for entry in resend { try await writer.write(Self.frameMessage(entry)) }
-
-    let maxBytes = configuration.maxInFlightBytes
-    events: while !state.withLock({ $0.captureEnded }) {
-      try await waitUntil { $0.inFlight.count < window && ($0.inFlight.byteCount < maxBytes || $0.inFlight.isEmpty) }
-      guard let event = try await capture.events.next() else { break }
-      switch event {
-      case .packet(let packet):
-        let entry = state.withLock { state in
-          let entry = InFlightFrames.Entry(sequence: state.nextSequence, packet: packet, sentAtNs: WallClock.monotonicNs())
-          state.nextSequence += 1
-          state.inFlight.append(entry)
-          state.stats.framesSent += 1
-          state.stats.bytesSent += packet.data.count
-          return entry
-        }
-        try await writer.write(Self.frameMessage(entry))
-      case .status(let capture, let error, let streak):
-        let status = Framerelay_V1_CaptureStatus.with {
-          $0.state = .init(capture)
-          $0.lastError = error
-          $0.failingStreak = streak
-        }
-        state.withLock { $0.lastStatus = status }
-        try await writer.write(.with { $0.message = .captureStatus(status) })
-      case .opened(let newCodec):
-        if newCodec != codec {
-          state.withLock { $0.newCodec = newCodec }
-          break events
-        }
-      case .ended(let error):
-        state.withLock { state in
-          state.captureEnded = true
-          state.captureError = error
-        }
-        armDrainDeadline(configuration.endDrainTimeout)
+    if let failedAtNs {
+      let ms = Int((WallClock.monotonicNs() - failedAtNs) / 1_000_000)
+      state.withLock {
+        $0.stats.reconnects += 1
+        $0.stats.reconnectMs.append(ms)
       }
+      logger.notice("reconnected to relay-server at \(configuration.server) after \(ms) ms; resending \(resending) frames")
     }
-    // Half-close only once the server has everything (or we gave up waiting).
-    try await waitUntil { $0.inFlight.isEmpty || $0.drainDeadlinePassed }
-    if state.withLock({ $0.captureEnded }) {
-      let status = Framerelay_V1_CaptureStatus.with { $0.state = .stopped }
-      try await writer.write(.with { $0.message = .captureStatus(status) })
+
+    let window = max(1, min(configuration.window, accepted.window == 0 ? configuration.window : Int(accepted.window)))
+    let maxBytes = configuration.maxInFlightBytes
+    var lastSent = accepted.resumeAfter
+    var statusSent = -1
+    while true {
+      let sentVersion = statusSent
+      try await waitUntil { state in
+        let canSend = state.outbox.nextUnsent != nil && state.outbox.inFlightCount < window
+          && (state.outbox.inFlightBytes < maxBytes || state.outbox.inFlightCount == 0)
+        return canSend || state.statusVersion != sentVersion || Self.isFinished(state)
+      }
+      let (status, version) = state.withLock { ($0.lastStatus, $0.statusVersion) }
+      if version != statusSent, let status {
+        try await writer.write(.with { $0.message = .captureStatus(status) })
+      }
+      statusSent = version
+      if state.withLock({ Self.isFinished($0) }) { return }
+      let next = state.withLock { state -> Outbox.Entry? in
+        guard let entry = state.outbox.nextUnsent, entry.codecGeneration == generation else { return nil }
+        guard state.outbox.inFlightCount < window else { return nil }
+        return state.outbox.takeNextUnsent(now: WallClock.monotonicNs())
+      }
+      guard let entry = next else {
+        if state.withLock({ $0.outbox.nextUnsent.map { $0.codecGeneration != generation } ?? false }) {
+          // The camera changed format: let this stream's frames be acked, then start a new stream.
+          try await waitUntil { $0.outbox.inFlightCount == 0 }
+          logger.info("the source's format changed: starting a new stream with a new hello")
+          return
+        }
+        continue
+      }
+      if entry.sequence > lastSent + 1 {
+        try await writer.write(
+          .with { $0.message = .framesDropped(.with { $0.first = lastSent + 1; $0.last = entry.sequence - 1 }) })
+      }
+      state.withLock { state in
+        state.stats.framesSent += 1
+        state.stats.bytesSent += entry.packet.data.count
+      }
+      try await writer.write(Self.frameMessage(entry))
+      lastSent = entry.sequence
     }
+  }
+
+  /// Capture is over and everything is acked, or we stopped waiting.
+  private static func isFinished(_ state: State) -> Bool {
+    (state.captureEnded || state.stopping) && (state.outbox.isEmpty || state.drainDeadlinePassed)
   }
 
   /// The response side: accepted, then acks.
@@ -194,16 +312,20 @@ public final class Publisher: Sendable {
       wake()
     }
     for try await message in response.messages {
+      let now = WallClock.monotonicNs()
       switch message.message {
       case .accepted(let accepted):
-        state.withLock { $0.accepted = accepted }
+        state.withLock {
+          $0.accepted = accepted
+          $0.lastProgressNs = now
+        }
       case .ack(let ack):
-        let now = WallClock.monotonicNs()
         state.withLock { state in
-          let before = state.inFlight.byteCount
-          let sent = state.inFlight.acknowledge(upTo: ack.sequence)
+          let before = state.outbox.byteCount
+          let sent = state.outbox.acknowledge(upTo: ack.sequence)
           state.stats.framesAcked += sent.count
-          state.stats.bytesAcked += before - state.inFlight.byteCount
+          state.stats.bytesAcked += before - state.outbox.byteCount
+          state.lastProgressNs = now
           for sentAt in sent { state.stats.roundTrips.record(Double(now &- sentAt) / 1e6) }
         }
       case .none:
@@ -260,34 +382,13 @@ public final class Publisher: Sendable {
     }
   }
 
-  /// Capture is over (or we were told to stop) and the server has everything, or we stopped waiting.
-  /// Stopping counts even while disconnected, when nobody reads the capture's end event.
-  private var isDone: Bool {
-    state.withLock { ($0.captureEnded || $0.stopping) && ($0.inFlight.isEmpty || $0.drainDeadlinePassed) }
-  }
+  private var isDone: Bool { state.withLock { Self.isFinished($0) } }
 
   private func sleep(seconds: Double) async throws {
     let deadline = WallClock.monotonicNs() + UInt64(seconds * 1e9)
     while WallClock.monotonicNs() < deadline && !isDone {
       try await Task.sleep(for: .milliseconds(50))
     }
-  }
-
-  private func firstCodec() async throws -> CodecDescription? {
-    while let event = try await capture.events.next() {
-      switch event {
-      case .opened(let codec):
-        return codec
-      case .status(_, let error, _):
-        logger.warning("camera not ready: \(error)")
-      case .ended(let error):
-        state.withLock { $0.captureError = error }
-        return nil
-      case .packet:
-        continue
-      }
-    }
-    return nil
   }
 
   // MARK: Messages and figures
@@ -318,7 +419,7 @@ public final class Publisher: Sendable {
     }
   }
 
-  private static func frameMessage(_ entry: InFlightFrames.Entry) -> Framerelay_V1_PublishRequest {
+  private static func frameMessage(_ entry: Outbox.Entry) -> Framerelay_V1_PublishRequest {
     .with {
       $0.message = .frame(
         .with {
@@ -338,26 +439,33 @@ public final class Publisher: Sendable {
     return rpc.message
   }
 
-  var snapshot: (stats: PublishStats, inFlight: Int, elapsedSeconds: Double) {
-    state.withLock { ($0.stats, $0.inFlight.count, Double(WallClock.monotonicNs() - startedNs) / 1e9) }
+  var snapshot: (stats: PublishStats, inFlight: Int, queued: Int, elapsedSeconds: Double) {
+    state.withLock {
+      ($0.stats, $0.outbox.inFlightCount, $0.outbox.count, Double(WallClock.monotonicNs() - startedNs) / 1e9)
+    }
   }
 
   public var summary: PublishSummary {
-    let (stats, _, seconds) = snapshot
+    let (stats, _, _, seconds) = snapshot
     return PublishSummary(
-      device: configuration.device.rawValue, framesSent: stats.framesSent, framesAcked: stats.framesAcked,
+      device: configuration.device.rawValue, framesCaptured: stats.framesCaptured,
+      framesDropped: stats.framesDropped, framesSent: stats.framesSent, framesAcked: stats.framesAcked,
       bytesSent: stats.bytesSent, seconds: seconds, fps: seconds > 0 ? Double(stats.framesAcked) / seconds : 0,
       ackRttP50Ms: stats.roundTrips.percentile(50) ?? 0, ackRttP99Ms: stats.roundTrips.percentile(99) ?? 0,
-      reconnects: stats.reconnects)
+      reconnects: stats.reconnects, reconnectMs: stats.reconnectMs)
   }
 
-  private var transportConfig: HTTP2ClientTransport.Posix.Config {
+  /// One connection per stream attempt: a fresh connect after a partition heals is faster and more
+  /// predictable than waiting out a half-dead connection's own back-off.
+  private func makeTransport() throws -> HTTP2ClientTransport.Posix {
     var config = HTTP2ClientTransport.Posix.Config.defaults
     config.http2.targetWindowSize = 16 << 20
     config.http2.maxFrameSize = 1 << 20
-    config.backoff = .init(initial: .milliseconds(250), max: .seconds(5), multiplier: 2, jitter: 0.2)
-    config.connection.keepalive = .init(time: .seconds(10), timeout: .seconds(5), allowWithoutCalls: true)
-    return config
+    config.backoff = .init(initial: .milliseconds(250), max: .seconds(2), multiplier: 2, jitter: 0.2)
+    config.connection.keepalive = .init(time: .seconds(5), timeout: .seconds(3), allowWithoutCalls: true)
+    return try HTTP2ClientTransport.Posix(
+      target: .dns(host: configuration.server.host, port: configuration.server.port),
+      transportSecurity: .plaintext, config: config)
   }
 }
 
@@ -400,6 +508,7 @@ extension Framerelay_V1_SourceKind {
   init(_ kind: SourceKindLabel) {
     switch kind {
     case .rtsp: self = .rtsp
+    case .v4l2: self = .v4L2
     case .file: self = .file
     case .testPattern: self = .testPattern
     case .synthetic: self = .synthetic

@@ -17,7 +17,15 @@ public struct PublisherConfiguration: Sendable {
   public var stopDrainTimeout: Duration = .seconds(2)
   /// After the source ends (file, --frames, --duration), how long to wait for the last acks.
   public var endDrainTimeout: Duration = .seconds(15)
-  public var reconnectBackoff = Backoff(initialSeconds: 0.25, maximumSeconds: 5)
+  /// Frames captured and not yet acknowledged (what a reconnect resends). Past either bound whole GOPs
+  /// are dropped, oldest first. The defaults hold 30 s of a 1080p30 H.264 camera with room to spare.
+  public var queueMaxBytes = 128 << 20
+  public var queueMaxSeconds: Double = 60
+  /// A stream with frames in flight and no ack for this long is dead (a silent partition).
+  public var ackTimeout: Duration = .seconds(3)
+  /// A connection attempt with no `accepted` within this long is abandoned.
+  public var helloTimeout: Duration = .seconds(2)
+  public var reconnectBackoff = Backoff(initialSeconds: 0.25, maximumSeconds: 2)
   public var cameraBackoff = Backoff(initialSeconds: 0.5, maximumSeconds: 30)
   public var clientVersion = "0.1.0"
 

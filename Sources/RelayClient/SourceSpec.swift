@@ -11,7 +11,21 @@ public enum SourceSpec: Sendable, Equatable {
     case fast
   }
 
+  /// A V4L2 camera. Raw formats (YUYV, NV12, …) are encoded to H.264 here; H.264 and MJPEG pass as they are.
+  public struct V4L2: Sendable, Equatable {
+    public var path: String
+    /// FFmpeg's name for the camera format to ask for (yuyv422, nv12, mjpeg, h264); nil for the default.
+    public var inputFormat: String?
+    public var width: Int?
+    public var height: Int?
+    public var frameRate: Int?
+    public var encoding = EncodingInput.Settings()
+
+    public init(path: String) { self.path = path }
+  }
+
   case testPattern(width: Int, height: Int, frameRate: Int)
+  case v4l2(V4L2)
   case rtsp(url: String, transport: String, timeoutSeconds: Double)
   case file(path: String, pace: Pace, loop: Bool)
   /// Raw frames of one fixed picture, for benchmarks and LAN raw transport.
@@ -22,6 +36,7 @@ public enum SourceSpec: Sendable, Equatable {
     switch self {
     case .testPattern(let w, let h, let fps): return (.testPattern, "testsrc2 \(w)x\(h)@\(fps)")
     case .rtsp(let url, _, _): return (.rtsp, Self.withoutCredentials(url))
+    case .v4l2(let camera): return (.v4l2, camera.path)
     case .file(let path, _, _): return (.file, path)
     case .synthetic(let w, let h, let format, _): return (.synthetic, "synthetic \(w)x\(h) \(format)")
     }
@@ -39,5 +54,5 @@ public enum SourceSpec: Sendable, Equatable {
 }
 
 enum SourceKindLabel {
-  case rtsp, file, testPattern, synthetic
+  case rtsp, v4l2, file, testPattern, synthetic
 }

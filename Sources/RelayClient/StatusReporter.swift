@@ -20,7 +20,7 @@ struct StatusReporter {
       let kbps = Double(now.stats.bytesAcked - previous.stats.bytesAcked) * 8 / 1000 / seconds
       let rtt = now.stats.roundTrips.percentile(50).map { String(format: "%.1fms", $0) } ?? "-"
       let line = "\(publisher.configuration.device) sent \(now.stats.framesSent) acked \(now.stats.framesAcked)"
-        + " in-flight \(now.inFlight) | \(String(format: "%.1f", fps)) fps \(Int(kbps)) kbit/s | ack rtt p50 \(rtt)"
+        + " in-flight \(now.inFlight) queued \(now.queued) dropped \(now.stats.framesDropped) | \(String(format: "%.1f", fps)) fps \(Int(kbps)) kbit/s | ack rtt p50 \(rtt)"
       FileHandle.standardError.write(Data((isTerminal ? "\r\u{1B}[K" + line : "status: " + line + "\n").utf8))
       previous = now
     }

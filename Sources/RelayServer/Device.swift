@@ -10,6 +10,16 @@ final class Device: Sendable {
     var token: UInt64
     var lastSequence: UInt64
     var clockOffsetMs: Int64
+    var nextFollowsGap = false
+  }
+
+  /// Counts since the server started, for metrics.
+  struct Counters: Sendable {
+    var framesStored = 0
+    var bytesStored = 0
+    var framesLost = 0
+    var sessions = 0
+    var lastSequence: UInt64 = 0
   }
 
   struct Status: Sendable {
@@ -39,6 +49,7 @@ final class Device: Sendable {
     var session: Session?
     var nextToken: UInt64 = 0
     var status = Status()
+    var counters = Counters()
   }
 
   let id: DeviceID
@@ -68,6 +79,7 @@ final class Device: Sendable {
       }
       state.status = status
       state.status.connected = true
+      state.counters.sessions += 1
       return (state.nextToken, resumeAfter)
     }
     return result
@@ -98,14 +110,33 @@ final class Device: Sendable {
       state.ring.append(
         StoredPacket(
           index: state.nextIndex, sequence: sequence, data: data, pts: pts, dts: dts, isKeyframe: isKeyframe,
-          timestampMs: timestamp, codec: codec))
+          timestampMs: timestamp, followsGap: session.nextFollowsGap, codec: codec))
       state.nextIndex += 1
       session.lastSequence = sequence
+      session.nextFollowsGap = false
       state.session = session
+      state.counters.framesStored += 1
+      state.counters.bytesStored += data.count
+      state.counters.lastSequence = sequence
     }
     arrivals.lock()
     arrivals.broadcast()
     arrivals.unlock()
+  }
+
+  /// The client will never send `first...last` (it dropped them): the session continues after `last`.
+  func declareDropped(first: UInt64, last: UInt64, token: UInt64) throws(IngestError) {
+    try state.withLock { state throws(IngestError) in
+      guard var session = state.session, session.token == token else { throw .takenOver(device: id.rawValue) }
+      guard first == session.lastSequence + 1, last >= first else {
+        throw .badDropRange(first: first, last: last, expected: session.lastSequence + 1)
+      }
+      session.lastSequence = last
+      session.nextFollowsGap = true
+      state.session = session
+      state.counters.framesLost += Int(last - first + 1)
+      state.counters.lastSequence = last
+    }
   }
 
   func updateCapture(state capture: CaptureState, lastError: String, failingStreak: Int64, token: UInt64) {
@@ -132,6 +163,8 @@ final class Device: Sendable {
   // MARK: Readers
 
   var status: Status { state.withLock { $0.status } }
+  var counters: Counters { state.withLock { $0.counters } }
+  var ringUsage: (bytes: Int, frames: Int) { state.withLock { ($0.ring.byteCount, $0.ring.count) } }
   var codec: CodecDescription? { state.withLock { $0.codec?.description } }
 
   var bufferSummary: BufferSummary? {

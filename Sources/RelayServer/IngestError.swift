@@ -7,6 +7,7 @@ enum IngestError: Error, Equatable, CustomStringConvertible {
   case frameTooLarge(size: Int, limit: Int)
   case sequenceWentBackwards(got: UInt64, lastStored: UInt64)
   case sequenceSkipped(got: UInt64, expected: UInt64)
+  case badDropRange(first: UInt64, last: UInt64, expected: UInt64)
   case takenOver(device: String)
   case tooManyDevices(limit: Int)
 
@@ -26,6 +27,8 @@ enum IngestError: Error, Equatable, CustomStringConvertible {
       return "sequence \(got) went backwards: \(last) is already stored for this session; send \(last + 1) next"
     case .sequenceSkipped(let got, let expected):
       return "sequence \(got) skips ahead: expected \(expected); frames up to \(expected - 1) are stored, resend from \(expected)"
+    case .badDropRange(let first, let last, let expected):
+      return "frames_dropped \(first)...\(last) must start at \(expected), the next sequence after the last stored, and not end before it"
     case .takenOver(let device):
       return "device \(device) was taken over by a newer Publish session"
     case .tooManyDevices(let limit):

@@ -46,6 +46,9 @@ struct IngestService: Framerelay_V1_FrameRelay.SimpleServiceProtocol {
         case .frame(let frame):
           try store(frame, in: device, token: token)
           try await response.write(.with { $0.message = .ack(.with { $0.sequence = frame.sequence }) })
+        case .framesDropped(let dropped):
+          try device.declareDropped(first: dropped.first, last: dropped.last, token: token)
+          log.warning("client dropped frames \(dropped.first)...\(dropped.last) (its queue bound was reached)")
         case .clockSync(let sync):
           device.setClockOffset(sync.offsetMs, token: token)
         case .captureStatus(let status):
@@ -104,7 +107,8 @@ extension RPCError {
   init(_ error: IngestError) {
     let code: RPCError.Code
     switch error {
-    case .frameBeforeHello, .helloTwice, .sequenceWentBackwards, .sequenceSkipped: code = .failedPrecondition
+    case .frameBeforeHello, .helloTwice, .sequenceWentBackwards, .sequenceSkipped, .badDropRange:
+      code = .failedPrecondition
     case .invalidDeviceID, .invalidCodec: code = .invalidArgument
     case .frameTooLarge, .tooManyDevices: code = .resourceExhausted
     case .takenOver: code = .aborted

@@ -87,6 +87,7 @@ private struct DecodeSession {
     _ packet: StoredPacket, into frames: LatestFrames, metrics: DecoderMetrics, logger: Logger, device: DeviceID
   ) {
     cursor = packet.index
+    if packet.followsGap { decoder = nil }  // frames are missing before it: start clean at this keyframe
     if codec !== packet.codec || decoder == nil {
       guard packet.isKeyframe else { return }  // a decoder can only start at a keyframe
       if codec != nil && codec !== packet.codec { frames.clear() }

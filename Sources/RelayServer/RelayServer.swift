@@ -12,10 +12,13 @@ public struct RelayServer: Sendable {
     self.logger = logger
   }
 
-  /// Serves until the task is cancelled. `onListening` gets the bound "host:port" once listening.
-  public func run(onListening: @Sendable (String) -> Void) async throws {
-    let metrics = DecoderMetrics()
-    let registry = DeviceRegistry(configuration: configuration, metrics: metrics, logger: logger)
+  /// Serves until the task is cancelled. `onListening` gets the bound "host:port" once listening,
+  /// `onMetricsListening` the metrics endpoint's.
+  public func run(
+    onListening: @Sendable (String) -> Void, onMetricsListening: @escaping @Sendable (String) -> Void = { _ in }
+  ) async throws {
+    let decoderMetrics = DecoderMetrics()
+    let registry = DeviceRegistry(configuration: configuration, metrics: decoderMetrics, logger: logger)
     let services: [any RegistrableRPCService] = [
       IngestService(registry: registry, configuration: configuration, logger: logger),
       ImageService(
@@ -31,7 +34,16 @@ public struct RelayServer: Sendable {
       services: services)
 
     do {
-      try await serve(server, onListening: onListening)
+      try await withThrowingDiscardingTaskGroup { group in
+        if let host = configuration.metricsHost {
+          let metricsServer = MetricsServer(host: host, port: configuration.metricsPort) {
+            MetricsText(registry: registry, decoders: decoderMetrics).render()
+          }
+          group.addTask { try await metricsServer.run(onListening: onMetricsListening) }
+        }
+        try await serve(server, onListening: onListening)
+        group.cancelAll()
+      }
     } catch where Task.isCancelled {
       // Asked to stop (SIGINT/SIGTERM): the transport reports the cancellation; that is a clean stop.
     }

@@ -13,6 +13,8 @@ struct StoredPacket: Sendable {
   var isKeyframe: Bool
   /// Capture time moved onto the server clock, ms since the Unix epoch.
   var timestampMs: Int64
+  /// The client dropped frames right before this one (it is then a keyframe): decoders start afresh.
+  var followsGap: Bool = false
   /// The codec these bytes are in; changes only with a new hello.
   var codec: CodecConfiguration
 }

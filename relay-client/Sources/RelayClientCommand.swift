@@ -4,7 +4,7 @@ import ArgumentParser
 struct RelayClientCommand: AsyncParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "relay-client",
-    abstract: "Captures a camera (RTSP, file, test pattern) and streams it to relay-server.",
-    subcommands: [Publish.self],
+    abstract: "Captures a camera (RTSP, V4L2, file, test pattern) and streams it to relay-server.",
+    subcommands: [Publish.self, Devices.self],
     defaultSubcommand: Publish.self)
 }

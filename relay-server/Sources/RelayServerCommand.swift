@@ -34,12 +34,18 @@ struct RelayServerCommand: AsyncParsableCommand {
   @Option(help: "Stop a device's live decoder after this many seconds without a consumer.")
   var decoderIdleSeconds: Double = 10
 
+  @Option(help: "Serve Prometheus metrics at GET /metrics on HOST:PORT (port 0 picks one).")
+  var metricsListen: String?
+
   @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
   var logLevel: Logger.Level = .info
 
   func validate() throws {
     guard HostPort(listen) != nil else {
       throw ValidationError("--listen \(listen) is not HOST:PORT (for example 127.0.0.1:50001)")
+    }
+    if let metricsListen, HostPort(metricsListen) == nil {
+      throw ValidationError("--metrics-listen \(metricsListen) is not HOST:PORT (for example 127.0.0.1:9101)")
     }
     guard maxFrameBytes > 0, ringMaxBytes > 0, ringMaxSeconds > 0, maxDevices > 0, window > 0 else {
       throw ValidationError("limits must be positive")
@@ -68,6 +74,10 @@ struct RelayServerCommand: AsyncParsableCommand {
     configuration.ringMaxSeconds = ringMaxSeconds
     configuration.maxDevices = maxDevices
     configuration.publishWindow = window
+    if let metricsListen, let metrics = HostPort(metricsListen) {
+      configuration.metricsHost = metrics.host
+      configuration.metricsPort = metrics.port
+    }
     configuration.decoderIdleTimeout = .milliseconds(Int(decoderIdleSeconds * 1000))
 
     let server = RelayServer(configuration: configuration, logger: logger)
@@ -76,6 +86,8 @@ struct RelayServerCommand: AsyncParsableCommand {
         // Unbuffered: scripts and tests wait for this line.
         FileHandle.standardOutput.write(Data("relay-server listening on \(address)\n".utf8))
         logger.info("listening", metadata: ["address": "\(address)", "max_frame_bytes": "\(maxFrameBytes)"])
+      } onMetricsListening: { address in
+        FileHandle.standardOutput.write(Data("relay-server metrics on \(address)\n".utf8))
       }
     }
     let signals = TerminationSignals { serving.cancel() }

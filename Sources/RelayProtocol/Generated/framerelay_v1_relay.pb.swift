@@ -117,6 +117,14 @@ public nonisolated struct Framerelay_V1_PublishRequest: Sendable {
     set {message = .captureStatus(newValue)}
   }
 
+  public var framesDropped: Framerelay_V1_FramesDropped {
+    get {
+      if case .framesDropped(let v)? = message {return v}
+      return Framerelay_V1_FramesDropped()
+    }
+    set {message = .framesDropped(newValue)}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public nonisolated enum OneOf_Message: Equatable, Sendable {
@@ -124,6 +132,7 @@ public nonisolated struct Framerelay_V1_PublishRequest: Sendable {
     case clockSync(Framerelay_V1_ClockSync)
     case frame(Framerelay_V1_Frame)
     case captureStatus(Framerelay_V1_CaptureStatus)
+    case framesDropped(Framerelay_V1_FramesDropped)
 
   }
 
@@ -297,6 +306,22 @@ public nonisolated struct Framerelay_V1_Frame: Sendable {
   public init() {}
 }
 
+/// The client dropped frames first..last (whole GOPs, oldest first, when its queue bound was reached)
+/// and will never send them. `first` is the next sequence the server expects; the next frame is a keyframe.
+public nonisolated struct Framerelay_V1_FramesDropped: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var first: UInt64 = 0
+
+  public var last: UInt64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
 public nonisolated struct Framerelay_V1_CaptureStatus: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -401,7 +426,7 @@ nonisolated extension Framerelay_V1_SourceKind: SwiftProtobuf._ProtoNameProvidin
 
 nonisolated extension Framerelay_V1_PublishRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".PublishRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}hello\0\u{3}clock_sync\0\u{1}frame\0\u{3}capture_status\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}hello\0\u{3}clock_sync\0\u{1}frame\0\u{3}capture_status\0\u{3}frames_dropped\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -461,6 +486,19 @@ nonisolated extension Framerelay_V1_PublishRequest: SwiftProtobuf.Message, Swift
           self.message = .captureStatus(v)
         }
       }()
+      case 5: try {
+        var v: Framerelay_V1_FramesDropped?
+        var hadOneofValue = false
+        if let current = self.message {
+          hadOneofValue = true
+          if case .framesDropped(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.message = .framesDropped(v)
+        }
+      }()
       default: break
       }
     }
@@ -487,6 +525,10 @@ nonisolated extension Framerelay_V1_PublishRequest: SwiftProtobuf.Message, Swift
     case .captureStatus?: try {
       guard case .captureStatus(let v)? = self.message else { preconditionFailure() }
       try visitor.visitSingularMessageField(value: v, fieldNumber: 4)
+    }()
+    case .framesDropped?: try {
+      guard case .framesDropped(let v)? = self.message else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 5)
     }()
     case nil: break
     }
@@ -821,6 +863,41 @@ nonisolated extension Framerelay_V1_Frame: SwiftProtobuf.Message, SwiftProtobuf.
     if lhs.dts != rhs.dts {return false}
     if lhs.keyframe != rhs.keyframe {return false}
     if lhs.captureTimeMs != rhs.captureTimeMs {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Framerelay_V1_FramesDropped: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".FramesDropped"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}first\0\u{1}last\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt64Field(value: &self.first) }()
+      case 2: try { try decoder.decodeSingularUInt64Field(value: &self.last) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.first != 0 {
+      try visitor.visitSingularUInt64Field(value: self.first, fieldNumber: 1)
+    }
+    if self.last != 0 {
+      try visitor.visitSingularUInt64Field(value: self.last, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Framerelay_V1_FramesDropped, rhs: Framerelay_V1_FramesDropped) -> Bool {
+    if lhs.first != rhs.first {return false}
+    if lhs.last != rhs.last {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
