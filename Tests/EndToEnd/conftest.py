@@ -49,8 +49,8 @@ def processes(request, tmp_path):
     """Starts processes for one test and always stops them; prints their logs when the test failed."""
     started = []
 
-    def start(name, argv):
-        process = ManagedProcess(f"{name}-{len(started)}", argv, tmp_path)
+    def start(name, argv, env=None):
+        process = ManagedProcess(f"{name}-{len(started)}", argv, tmp_path, env=env)
         started.append(process)
         return process
 
@@ -91,9 +91,9 @@ def server(start_server):
 
 @pytest.fixture
 def start_client(processes):
-    def start(server_address, device, *source_args):
+    def start(server_address, device, *source_args, env=None):
         return processes("relay-client", [support.RELAY_CLIENT, "publish", "--server", server_address,
-                                          "--device", device, *source_args])
+                                          "--device", device, *source_args], env=env)
     return start
 
 

@@ -47,14 +47,14 @@ def now_ms():
 class ManagedProcess:
     """A child process whose stdout and stderr go to files (no pipe can fill up and stall it)."""
 
-    def __init__(self, name, argv, log_dir):
+    def __init__(self, name, argv, log_dir, env=None):
         self.name = name
         self.argv = [str(a) for a in argv]
         self.stdout_path = Path(log_dir) / f"{name}.stdout"
         self.stderr_path = Path(log_dir) / f"{name}.stderr"
         with open(self.stdout_path, "wb") as out, open(self.stderr_path, "wb") as err:
             self.process = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
-                                            cwd=REPO)
+                                            cwd=REPO, env={**os.environ, **(env or {})})
 
     @property
     def pid(self):
