@@ -83,6 +83,15 @@ final class Capture: Sendable {
 }
 
 extension SourceSpec {
+  /// Live sources do not wait: past the queue bound their oldest frames are dropped. Files and
+  /// synthetic frames wait for room instead. The test pattern stands in for a camera, so it is live.
+  var isLive: Bool {
+    switch self {
+    case .rtsp, .v4l2, .testPattern: return true
+    case .file, .synthetic: return false
+    }
+  }
+
   /// Cameras come and go and are reopened; files and generated sources are not.
   var isCamera: Bool {
     switch self {

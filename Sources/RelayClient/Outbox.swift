@@ -39,6 +39,11 @@ struct Outbox {
   var nextUnsent: Entry? { hasUnsent ? entries[unsent] : nil }
   var oldest: Entry? { isEmpty ? nil : entries[head] }
 
+  /// Whether a frame of `bytes` fits without dropping anything (an empty outbox takes any frame).
+  func hasRoom(for bytes: Int) -> Bool {
+    isEmpty || byteCount + bytes <= limits.maxBytes
+  }
+
   /// Adds a captured frame; returns how many frames the bound made it drop.
   @discardableResult
   mutating func append(_ entry: Entry) -> Int {

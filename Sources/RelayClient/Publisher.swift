@@ -27,7 +27,8 @@ public final class Publisher: Sendable {
     var accepted: Framerelay_V1_Accepted?
     var responseEnded = false
     var lastProgressNs: UInt64 = 0
-    var waiter: CheckedContinuation<Void, any Error>?
+    var waiters: [UInt64: CheckedContinuation<Void, any Error>] = [:]
+    var nextWaiter: UInt64 = 0
   }
 
   private struct StreamEnded: Error {}
@@ -111,6 +112,10 @@ public final class Publisher: Sendable {
     while let event = try await capture.events.next() {
       switch event {
       case .packet(let packet):
+        if !configuration.source.isLive {
+          // A file or synthetic source can wait: hold the reader back rather than drop frames.
+          try await waitUntil(whileStreaming: false) { $0.outbox.hasRoom(for: packet.data.count) || $0.stopping }
+        }
         let dropped = state.withLock { state -> Int in
           let entry = Outbox.Entry(sequence: state.nextSequence, packet: packet, codecGeneration: state.codecGeneration)
           state.nextSequence += 1
@@ -337,41 +342,45 @@ public final class Publisher: Sendable {
 
   // MARK: Waiting
 
-  /// Waits until `condition` holds; throws if the stream's response side ended first.
-  private func waitUntil(_ condition: @escaping @Sendable (State) -> Bool) async throws {
+  /// Waits until `condition` holds. A stream's side (`whileStreaming`) also stops waiting, with
+  /// StreamEnded, when the stream's response side has ended.
+  private func waitUntil(whileStreaming: Bool = true, _ condition: @escaping @Sendable (State) -> Bool) async throws {
+    let ended: @Sendable (State) -> Bool = { whileStreaming && $0.responseEnded }
     while true {
       let ready = try state.withLock { state throws -> Bool in
         if condition(state) { return true }
-        if state.responseEnded { throw StreamEnded() }
+        if ended(state) { throw StreamEnded() }
         return false
       }
       if ready { return }
+      let id = state.withLock { state -> UInt64 in
+        state.nextWaiter += 1
+        return state.nextWaiter
+      }
       try await withTaskCancellationHandler {
         try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
           let now = state.withLock { state -> Bool in
-            if condition(state) || state.responseEnded || Task.isCancelled { return true }
-            state.waiter = continuation
+            if condition(state) || ended(state) || Task.isCancelled { return true }
+            state.waiters[id] = continuation
             return false
           }
           if now { continuation.resume() }
         }
       } onCancel: {
-        let waiter = state.withLock { state in
-          defer { state.waiter = nil }
-          return state.waiter
-        }
+        let waiter = state.withLock { $0.waiters.removeValue(forKey: id) }
         waiter?.resume(throwing: CancellationError())
       }
       try Task.checkCancellation()
     }
   }
 
+  /// Something changed: every waiter looks at its condition again.
   private func wake() {
-    let waiter = state.withLock { state in
-      defer { state.waiter = nil }
-      return state.waiter
+    let waiters = state.withLock { state in
+      defer { state.waiters.removeAll() }
+      return state.waiters.values
     }
-    waiter?.resume()
+    for waiter in waiters { waiter.resume() }
   }
 
   private func armDrainDeadline(_ timeout: Duration) {
