@@ -90,8 +90,12 @@ struct Outbox {
 
   /// A new stream begins: the server holds everything up to `resumeAfter`; all else is to be sent again.
   /// If that leaves a gap before the oldest entry, sending resumes at a keyframe.
-  mutating func restart(after resumeAfter: UInt64) {
+  /// Returns how many entries the server's resume point acknowledged.
+  @discardableResult
+  mutating func restart(after resumeAfter: UInt64) -> Int {
+    let countBefore = count
     _ = acknowledge(upTo: resumeAfter)
+    let acknowledged = countBefore - count
     unsent = head
     inFlightBytes = 0
     if let first = oldest, first.sequence > resumeAfter + 1 {
@@ -101,6 +105,7 @@ struct Outbox {
       }
     }
     compact()
+    return acknowledged
   }
 
   private var isOverLimits: Bool {

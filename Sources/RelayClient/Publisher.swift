@@ -23,7 +23,10 @@ public final class Publisher: Sendable {
     var captureError: String?
     var stopping = false
     var drainDeadlinePassed = false
-    // The stream that is open now.
+    // The stream attempt that is current; callbacks of abandoned attempts check it.
+    var attempt: UInt64 = 0
+    var failures = 0
+    var failedAtNs: UInt64?
     var accepted: Framerelay_V1_Accepted?
     var responseEnded = false
     var lastProgressNs: UInt64 = 0
@@ -162,21 +165,24 @@ public final class Publisher: Sendable {
   // MARK: Streams
 
   private func publishUntilDone() async throws {
-    var failures = 0
-    var failedAtNs: UInt64? = nil
     while !isDone {
+      let attempt = state.withLock { state -> UInt64 in
+        state.attempt += 1
+        state.accepted = nil
+        state.responseEnded = false
+        state.lastProgressNs = WallClock.monotonicNs()
+        return state.attempt
+      }
       do {
-        try await withGRPCClient(transport: try makeTransport()) { client in
-          try await publishOnce(Framerelay_V1_FrameRelay.Client(wrapping: client), failedAtNs: failedAtNs)
-        }
-        failures = 0
-        failedAtNs = nil
+        try await runAttempt(attempt)
       } catch {
         if let fatal = PublishError(fatal: error) { throw fatal }
         if isDone { return }
-        if failedAtNs == nil { failedAtNs = WallClock.monotonicNs() }
-        let delay = configuration.reconnectBackoff.delay(attempt: failures)
-        failures += 1
+        let delay = state.withLock { state -> Double in
+          if state.failedAtNs == nil { state.failedAtNs = WallClock.monotonicNs() }
+          state.failures += 1
+          return configuration.reconnectBackoff.delay(attempt: state.failures - 1)
+        }
         logger.error(
           "cannot reach relay-server at \(configuration.server): \(Self.reason(error)); retrying in \(String(format: "%.1f", delay))s")
         try await sleep(seconds: delay)
@@ -184,34 +190,54 @@ public final class Publisher: Sendable {
     }
   }
 
+  /// One connection and one stream, watched. When the watchdog gives up, the attempt is cancelled and
+  /// left to finish on its own: a connect hanging under a silent partition must not hold us up.
+  private func runAttempt(_ attempt: UInt64) async throws {
+    let stream = Task {
+      try await withGRPCClient(transport: try self.makeTransport()) { client in
+        try await self.publishOnce(Framerelay_V1_FrameRelay.Client(wrapping: client), attempt: attempt)
+      }
+    }
+    let watchdog = Task { try await self.watchStream() }
+    defer { watchdog.cancel() }
+    try await withTaskCancellationHandler {
+      try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+        let outcome = FirstOutcome(continuation)
+        Task {
+          do {
+            try await stream.value
+            outcome.resume(with: .success(()))
+          } catch {
+            outcome.resume(with: .failure(error))
+          }
+        }
+        Task {
+          do {
+            try await watchdog.value
+          } catch is CancellationError {
+          } catch {
+            stream.cancel()
+            outcome.resume(with: .failure(error))
+          }
+        }
+      }
+    } onCancel: {
+      stream.cancel()
+    }
+  }
+
   /// One stream: hello, accepted, then frames until the capture ends, the codec changes, or it breaks.
   private func publishOnce(
-    _ relay: Framerelay_V1_FrameRelay.Client<HTTP2ClientTransport.Posix>, failedAtNs: UInt64?
+    _ relay: Framerelay_V1_FrameRelay.Client<HTTP2ClientTransport.Posix>, attempt: UInt64
   ) async throws {
-    state.withLock { state in
-      state.accepted = nil
-      state.responseEnded = false
-      state.lastProgressNs = WallClock.monotonicNs()
-    }
-    let options = {
-      var options = CallOptions.defaults
-      options.waitForReady = false  // fail fast and say so, rather than hang on an unreachable server
-      options.maxRequestMessageBytes = configuration.maxMessageBytes
-      options.maxResponseMessageBytes = 1 << 20
-      return options
-    }()
-    try await withThrowingTaskGroup { group in
-      group.addTask {
-        try await relay.publish(
-          options: options,
-          requestProducer: { writer in try await self.produce(into: writer, failedAtNs: failedAtNs) },
-          onResponse: { response in try await self.consume(response) })
-      }
-      group.addTask { try await self.watchStream() }
-      // The first to finish decides: the stream ended (done), or the watchdog found it dead (throws).
-      try await group.next()
-      group.cancelAll()
-    }
+    var options = CallOptions.defaults
+    options.waitForReady = false  // fail fast and say so, rather than hang on an unreachable server
+    options.maxRequestMessageBytes = configuration.maxMessageBytes
+    options.maxResponseMessageBytes = 1 << 20
+    try await relay.publish(
+      options: options,
+      requestProducer: { writer in try await self.produce(into: writer) },
+      onResponse: { response in try await self.consume(response, attempt: attempt) })
   }
 
   /// Fails the stream when no `accepted` comes in time, or when frames are in flight and no ack comes.
@@ -232,7 +258,7 @@ public final class Publisher: Sendable {
   }
 
   /// The request side: hello, clock sync, then frames from the outbox as the window allows.
-  private func produce(into writer: RPCWriter<Framerelay_V1_PublishRequest>, failedAtNs: UInt64?) async throws {
+  private func produce(into writer: RPCWriter<Framerelay_V1_PublishRequest>) async throws {
     // The hello describes the oldest frame still to send, so frames resent after a reconnect keep
     // the codec they were captured with.
     let (generation, codec) = state.withLock { state in
@@ -247,18 +273,22 @@ public final class Publisher: Sendable {
     try await writer.write(
       .with { $0.message = .clockSync(.with { $0.offsetMs = offset.offsetMs; $0.roundTripMs = offset.roundTripMs }) })
 
-    let resending = state.withLock { state -> Int in
-      state.outbox.restart(after: accepted.resumeAfter)
+    let (resending, reconnectMs) = state.withLock { state -> (Int, Int?) in
+      // Frames the server stored although their acks never reached us count as acked.
+      let before = state.outbox.byteCount
+      state.stats.framesAcked += state.outbox.restart(after: accepted.resumeAfter)
+      state.stats.bytesAcked += before - state.outbox.byteCount
       state.stats.framesDropped = state.outbox.droppedFrames
-      return state.outbox.count
+      state.failures = 0
+      defer { state.failedAtNs = nil }
+      guard let failedAt = state.failedAtNs else { return (state.outbox.count, nil) }
+      let ms = Int((WallClock.monotonicNs() - failedAt) / 1_000_000)
+      state.stats.reconnects += 1
+      state.stats.reconnectMs.append(ms)
+      return (state.outbox.count, ms)
     }
-    if let failedAtNs {
-      let ms = Int((WallClock.monotonicNs() - failedAtNs) / 1_000_000)
-      state.withLock {
-        $0.stats.reconnects += 1
-        $0.stats.reconnectMs.append(ms)
-      }
-      logger.notice("reconnected to relay-server at \(configuration.server) after \(ms) ms; resending \(resending) frames")
+    if let reconnectMs {
+      logger.notice("reconnected to relay-server at \(configuration.server) after \(reconnectMs) ms; resending \(resending) frames")
     }
 
     let window = max(1, min(configuration.window, accepted.window == 0 ? configuration.window : Int(accepted.window)))
@@ -311,9 +341,9 @@ public final class Publisher: Sendable {
   }
 
   /// The response side: accepted, then acks.
-  private func consume(_ response: StreamingClientResponse<Framerelay_V1_PublishResponse>) async throws {
+  private func consume(_ response: StreamingClientResponse<Framerelay_V1_PublishResponse>, attempt: UInt64) async throws {
     defer {
-      state.withLock { $0.responseEnded = true }
+      state.withLock { if $0.attempt == attempt { $0.responseEnded = true } }
       wake()
     }
     for try await message in response.messages {
@@ -321,6 +351,7 @@ public final class Publisher: Sendable {
       switch message.message {
       case .accepted(let accepted):
         state.withLock {
+          guard $0.attempt == attempt else { return }
           $0.accepted = accepted
           $0.lastProgressNs = now
         }
@@ -522,5 +553,22 @@ extension Framerelay_V1_SourceKind {
     case .testPattern: self = .testPattern
     case .synthetic: self = .synthetic
     }
+  }
+}
+
+/// Resumes a continuation with the first outcome offered and ignores the rest.
+private final class FirstOutcome: Sendable {
+  private let continuation: Mutex<CheckedContinuation<Void, any Error>?>
+
+  init(_ continuation: CheckedContinuation<Void, any Error>) {
+    self.continuation = Mutex(continuation)
+  }
+
+  func resume(with result: Result<Void, any Error>) {
+    let first = continuation.withLock { continuation in
+      defer { continuation = nil }
+      return continuation
+    }
+    first?.resume(with: result)
   }
 }

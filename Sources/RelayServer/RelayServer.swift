@@ -71,8 +71,8 @@ public struct RelayServer: Sendable {
   /// default 4 MiB payload limit refuses 1080p bgr24 frames with a misleading stream reset.
   var transportConfig: HTTP2ServerTransport.Posix.Config {
     var config = HTTP2ServerTransport.Posix.Config.defaults
-    config.http2.targetWindowSize = 16 << 20
-    config.http2.maxFrameSize = 1 << 20
+    config.http2.targetWindowSize = configuration.http2WindowSize
+    config.http2.maxFrameSize = configuration.http2MaxFrameSize
     // Headroom over our own limit so oversized frames reach IngestService, which answers
     // RESOURCE_EXHAUSTED naming the limit; only messages over twice the limit stop in the transport.
     config.rpc.maxRequestPayloadSize = 2 * configuration.maxFrameBytes + (1 << 20)

@@ -17,6 +17,9 @@ public struct ServerConfiguration: Sendable {
   public var latestFrameWait: Duration = .milliseconds(48)
   /// Consumers remembered for VideoLatestImage cursors (oldest forgotten first).
   public var maxConsumers = 1024
+  /// HTTP/2 tuning for video (see RelayServer.transportConfig).
+  public var http2MaxFrameSize = 1 << 20
+  public var http2WindowSize = 16 << 20
   /// Where to serve Prometheus metrics (`GET /metrics`); nil for nowhere.
   public var metricsHost: String?
   public var metricsPort = 0

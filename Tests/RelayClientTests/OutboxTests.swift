@@ -58,7 +58,7 @@ private func entry(_ sequence: UInt64, gop: UInt64 = 5, bytes: Int = 100) -> Out
     for sequence in UInt64(1)...12 { outbox.append(entry(sequence)) }
     for _ in 0..<8 { _ = outbox.takeNextUnsent(now: 0) }
     // The server stored up to 6 (acks for 5 and 6 were lost with the connection).
-    outbox.restart(after: 6)
+    #expect(outbox.restart(after: 6) == 6, "the resume point acknowledges 1...6")
     #expect(outbox.inFlightCount == 0)
     #expect(outbox.nextUnsent?.sequence == 7, "7 follows 6 without a gap, so a P-frame may come first")
     #expect(outbox.droppedFrames == 0)

@@ -34,6 +34,12 @@ struct RelayServerCommand: AsyncParsableCommand {
   @Option(help: "Stop a device's live decoder after this many seconds without a consumer.")
   var decoderIdleSeconds: Double = 10
 
+  @Option(help: "Largest HTTP/2 frame the server accepts, bytes (16384 to 16777215).")
+  var http2MaxFrameSize = 1 << 20
+
+  @Option(help: "HTTP/2 flow-control window the server offers, bytes.")
+  var http2WindowSize = 16 << 20
+
   @Option(help: "Serve Prometheus metrics at GET /metrics on HOST:PORT (port 0 picks one).")
   var metricsListen: String?
 
@@ -47,6 +53,10 @@ struct RelayServerCommand: AsyncParsableCommand {
     if let metricsListen, HostPort(metricsListen) == nil {
       throw ValidationError("--metrics-listen \(metricsListen) is not HOST:PORT (for example 127.0.0.1:9101)")
     }
+    guard (16384...16_777_215).contains(http2MaxFrameSize) else {
+      throw ValidationError("--http2-max-frame-size is 16384 to 16777215 (the HTTP/2 limits)")
+    }
+    guard http2WindowSize >= 65535 else { throw ValidationError("--http2-window-size is at least 65535") }
     guard maxFrameBytes > 0, ringMaxBytes > 0, ringMaxSeconds > 0, maxDevices > 0, window > 0 else {
       throw ValidationError("limits must be positive")
     }
@@ -74,6 +84,8 @@ struct RelayServerCommand: AsyncParsableCommand {
     configuration.ringMaxSeconds = ringMaxSeconds
     configuration.maxDevices = maxDevices
     configuration.publishWindow = window
+    configuration.http2MaxFrameSize = http2MaxFrameSize
+    configuration.http2WindowSize = http2WindowSize
     if let metricsListen, let metrics = HostPort(metricsListen) {
       configuration.metricsHost = metrics.host
       configuration.metricsPort = metrics.port
