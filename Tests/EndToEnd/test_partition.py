@@ -1,0 +1,59 @@
+"""Network partitions between relay-client and relay-server: `scripts/partition-test --short`.
+
+The script puts the two programs in network namespaces of their own joined by a veth pair, cuts the link
+(iptables DROP 1 s and 5 s, REJECT with tcp-reset, link down) and reports what arrived. It needs root;
+without it (or without `ip`/`iptables`) it exits 77 with the reason and this test skips.
+"""
+import json
+import signal
+import subprocess
+import sys
+
+import pytest
+
+import support
+
+SCRIPT = support.REPO / "scripts" / "partition-test"
+SCRIPT_LIMIT = 240  # seconds: ~45 s normally; each partition that never recovers adds up to 30 s
+SKIPPED = 77
+
+
+@pytest.fixture(autouse=True)
+def time_limit():
+    """Replaces conftest's 60 s limit: this test runs for about 45 s and bounds the script itself."""
+    yield
+
+
+@pytest.mark.binaries
+def test_partitions_lose_no_frame_and_store_none_twice(tmp_path):
+    out = tmp_path / "partition.json"
+    argv = [sys.executable, str(SCRIPT), "--short", "--bin-dir", str(support.BIN_DIR), "--json", str(out)]
+    script = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True, cwd=support.REPO)
+    try:
+        output, _ = script.communicate(timeout=SCRIPT_LIMIT)
+    except subprocess.TimeoutExpired:
+        script.send_signal(signal.SIGTERM)  # it stops its processes and removes its namespaces on SIGTERM
+        output, _ = script.communicate(timeout=30)
+        pytest.fail(f"scripts/partition-test --short ran longer than {SCRIPT_LIMIT} s:\n{output}")
+    finally:
+        if script.poll() is None:
+            script.kill()
+            script.wait(10)
+    if script.returncode == SKIPPED:
+        pytest.skip(output.strip().splitlines()[-1] if output.strip() else "partition-test skipped")
+    assert out.exists(), f"no JSON from scripts/partition-test (exit {script.returncode}):\n{output}"
+    result = json.loads(out.read_text())
+    context = f"\n{output}"
+    assert "error" not in result, f"partition-test failed: {result.get('error')}{context}"
+
+    kinds = [(p["kind"], p["seconds"]) for p in result["partitions"]]
+    assert kinds == [("drop", 1), ("drop", 5), ("reject", 3), ("link-down", 3)], f"partitions {kinds}{context}"
+    for number, partition in enumerate(result["partitions"], 1):
+        assert partition["reconnect_s"] is not None or partition["uninterrupted"], (
+            f"partition #{number} ({partition['kind']} {partition['seconds']} s) was followed by neither a "
+            f"reconnect nor an uninterrupted stream: {partition}{context}")
+    assert result["frames_stored"] and result["frames_stored"] > 0, f"nothing stored{context}"
+    assert result["lost"] == 0, f"lost {result['lost']} frames{context}"
+    assert result["stored_twice"] == 0, f"stored twice: {result['stored_twice']}{context}"
+    assert script.returncode == 0, f"partition-test exited {script.returncode}; problems {result['problems']}{context}"
