@@ -20,7 +20,12 @@ extension SourceSpec {
       if let format = camera.inputFormat { options["input_format"] = format }
       if let width = camera.width, let height = camera.height { options["video_size"] = "\(width)x\(height)" }
       if let rate = camera.frameRate { options["framerate"] = "\(rate)" }
-      let input = try MediaInput(url: camera.path, format: "v4l2", options: options, interrupt: interrupt)
+      let input: MediaInput
+      do {
+        input = try MediaInput(url: camera.path, format: "v4l2", options: options, interrupt: interrupt)
+      } catch {
+        throw camera.explain(error)
+      }
       guard input.stream.codecName == "rawvideo" else {
         return DemuxedSource(input: input, pace: nil, interrupt: interrupt)  // H.264, MJPEG: as they are
       }
@@ -166,5 +171,19 @@ struct Pacer {
     let dueNs = start.ns + UInt64(max(0, Double(pts - start.pts) * timeBase.doubleValue * 1e9))
     let now = WallClock.monotonicNs()
     if dueNs > now { usleep(UInt32(min((dueNs - now) / 1000, 5_000_000))) }
+  }
+}
+
+extension SourceSpec.V4L2 {
+  /// FFmpeg says "Invalid argument" for a format or size the camera does not offer: say what it offers.
+  func explain(_ error: MediaError) -> MediaError {
+    guard inputFormat != nil || width != nil, let device = try? CaptureDevice.describe(path: path) else { return error }
+    let offered = device.formats.map { format in
+      "\(format.fourcc) (" + format.sizes.map { "\($0.width)x\($0.height)" }.joined(separator: ", ") + ")"
+    }
+    let asked = [inputFormat, width.map { "\($0)x\(height ?? 0)" }].compactMap { $0 }.joined(separator: " ")
+    return MediaError(
+      operation: "open \(path)",
+      message: "\(error.message): the camera does not offer \(asked); it offers \(offered.joined(separator: "; "))")
   }
 }

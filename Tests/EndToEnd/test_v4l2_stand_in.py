@@ -127,3 +127,11 @@ def test_stand_in_unplugged_camera_is_reported_then_recovers(
         if not is_empty(frame) and pattern.read_frame_number(image_of(frame)) < 45:
             return
     pytest.fail("no frame from the replugged camera")
+
+
+def test_stand_in_format_the_camera_does_not_offer_is_named(fake_v4l2_library, start_client):
+    client = start_client("127.0.0.1:1", "wrong-format", "--v4l2", FAKE_PATH, "--input-format", "mjpeg",
+                          env=stand_in_env(fake_v4l2_library, "640x480"))
+    line = client.wait_for_output(r"camera failed, reopening in .*$", timeout=20, stream="stderr").group(0)
+    assert "does not offer mjpeg; it offers YUYV (640x480, 1920x1080, 320x240)" in line
+    assert client.alive(), "a running publisher retries with back-off"

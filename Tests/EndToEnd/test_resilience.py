@@ -1,0 +1,110 @@
+"""Staying up: the client's bounded queue, a relay-server killed with SIGKILL and replaced, and the
+one clear line a bad camera argument gets. Real processes on loopback."""
+import json
+import re
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
+
+import pytest
+
+import support
+from support import wait_for_frame
+
+pytestmark = pytest.mark.binaries
+
+PATTERN = ["--test-pattern", "--size", "320x240", "--fps", "30"]
+
+
+def pick_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def start_server_on(processes, port):
+    """relay-server on a fixed port (so a client can find a replacement) with metrics on a free one."""
+    process = processes("relay-server", [support.RELAY_SERVER, "--listen", f"127.0.0.1:{port}",
+                                         "--metrics-listen", "127.0.0.1:0"])
+    process.wait_for_output(r"^relay-server listening on (\S+):(\d+)$", timeout=15)
+    metrics = process.wait_for_output(r"^relay-server metrics on (\S+)$", timeout=15).group(1)
+    return process, metrics
+
+
+def metrics_of(address, device):
+    text = urllib.request.urlopen(f"http://{address}/metrics", timeout=5).read().decode()
+    values = {}
+    for name, value in re.findall(r'^(framerelay_\w+)\{device="' + re.escape(device) + r'"\} (\d+)$', text, re.M):
+        values[name] = int(value)
+    return values
+
+
+def summary_after_stop(client):
+    assert client.stop(timeout=10) == 0, "relay-client exits 0 on SIGTERM"
+    lines = [line for line in client.stdout().splitlines() if line.startswith("{")]
+    assert lines, f"no summary line: {client.stdout()!r}"
+    return json.loads(lines[-1])
+
+
+def test_queue_bound_drops_whole_gops_and_tells_the_server(processes, start_client, consumer):
+    port = pick_port()
+    # Nothing listens yet: frames pile up in a queue bound far smaller than 4 s of video.
+    client = start_client(f"127.0.0.1:{port}", "bounded", *PATTERN, "--queue-max-bytes", "40000")
+    client.wait_for_output(r"queue bound reached .* dropped \d+ frames", timeout=20, stream="stderr")
+    time.sleep(1)
+    _, metrics = start_server_on(processes, port)
+    wait_for_frame(consumer(f"127.0.0.1:{port}"), "bounded", timeout=30)
+
+    summary = summary_after_stop(client)
+    figures = metrics_of(metrics, "bounded")
+    assert summary["frames_dropped"] > 0
+    assert summary["frames_captured"] == summary["frames_acked"] + summary["frames_dropped"], summary
+    assert figures["framerelay_frames_lost_total"] == summary["frames_dropped"], "the server learnt of every drop"
+    assert figures["framerelay_frames_stored_total"] == summary["frames_acked"]
+    assert (figures["framerelay_frames_stored_total"] + figures["framerelay_frames_lost_total"]
+            == figures["framerelay_last_sequence"] == summary["frames_captured"]), figures
+
+
+def test_server_killed_and_replaced_restarts_at_a_keyframe(processes, start_client, consumer):
+    port = pick_port()
+    first, _ = start_server_on(processes, port)
+    client = start_client(f"127.0.0.1:{port}", "survivor", *PATTERN)
+    wait_for_frame(consumer(f"127.0.0.1:{port}"), "survivor", timeout=20)
+
+    first.process.send_signal(signal.SIGKILL)
+    first.process.wait(5)
+    time.sleep(3)  # the client keeps capturing into its queue meanwhile
+    _, metrics = start_server_on(processes, port)
+    client.wait_for_output(r"reconnected to relay-server at 127\.0\.0\.1:\d+ after \d+ ms; resending (\d+) frames",
+                           timeout=20, stream="stderr")
+    wait_for_frame(consumer(f"127.0.0.1:{port}"), "survivor", timeout=20)
+
+    summary = summary_after_stop(client)
+    figures = metrics_of(metrics, "survivor")
+    # A new server has no resume point: the client starts afresh at a keyframe. Only the P-frames after
+    # the dead server's last ack, whose keyframe went with it, are dropped: less than one GOP (30).
+    assert 0 <= summary["frames_dropped"] < 30, summary
+    assert summary["frames_captured"] == summary["frames_acked"] + summary["frames_dropped"], summary
+    # Everything captured during the 3 s outage reached the new server.
+    assert figures["framerelay_frames_stored_total"] >= 75, figures
+    assert figures["framerelay_last_sequence"] == summary["frames_captured"]
+    assert (figures["framerelay_frames_stored_total"] + figures["framerelay_frames_lost_total"]
+            == figures["framerelay_last_sequence"]), "the rest was declared, not silently skipped"
+
+
+def test_bad_rtsp_scheme_is_one_line_and_a_failure():
+    run = subprocess.run([str(support.RELAY_CLIENT), "publish", "--device", "x", "--rtsp", "http://camera/stream"],
+                         capture_output=True, text=True, timeout=20)
+    assert run.returncode != 0
+    assert "http://camera/stream is not an rtsp:// or rtsps:// URL" in run.stderr
+
+
+def test_unreachable_rtsp_host_is_retried_with_its_address(start_client):
+    port = pick_port()
+    client = start_client("127.0.0.1:1", "nowhere", "--rtsp", f"rtsp://127.0.0.1:{port}/cam")
+    line = client.wait_for_output(r"camera not ready: (.*)$", timeout=20, stream="stderr").group(1)
+    assert f"rtsp://127.0.0.1:{port}/cam" in line
+    client.wait_for_output(r"camera failed, reopening in [0-9.]+s", timeout=20, stream="stderr")
+    assert client.alive(), "a running publisher keeps retrying"
