@@ -112,54 +112,65 @@ public final class Publisher: Sendable {
 
   /// Moves everything the capture thread produces into the outbox, whether or not a stream is open.
   private func pumpCapture() async throws {
-    while let event = try await capture.events.next() {
-      switch event {
-      case .packet(let packet):
-        if !configuration.source.isLive {
-          // A file or synthetic source can wait: hold the reader back rather than drop frames.
-          try await waitUntil(whileStreaming: false) { $0.outbox.hasRoom(for: packet.data.count) || $0.stopping }
-        }
-        let dropped = state.withLock { state -> Int in
-          let entry = Outbox.Entry(sequence: state.nextSequence, packet: packet, codecGeneration: state.codecGeneration)
-          state.nextSequence += 1
-          state.stats.framesCaptured += 1
-          let dropped = state.outbox.append(entry)
-          state.stats.framesDropped = state.outbox.droppedFrames
-          return dropped
-        }
-        if dropped > 0 {
-          logger.warning(
-            "queue bound reached (\(configuration.queueMaxBytes) bytes / \(configuration.queueMaxSeconds) s): dropped \(dropped) frames, oldest GOP first")
-        }
-      case .opened(let codec):
-        state.withLock { state in
-          if state.codecs[state.codecGeneration] != codec {
-            state.codecGeneration += 1
-            state.codecs[state.codecGeneration] = codec
-          }
-        }
-      case .status(let capture, let error, let streak):
-        state.withLock { state in
-          state.lastStatus = .with {
-            $0.state = .init(capture)
-            $0.lastError = error
-            $0.failingStreak = streak
-          }
-          state.statusVersion += 1
-        }
-      case .ended(let error):
-        state.withLock { state in
-          state.captureEnded = true
-          state.captureError = error
-          state.lastStatus = .with { $0.state = error == nil ? .stopped : .failed; $0.lastError = error ?? "" }
-          state.statusVersion += 1
-        }
-        armDrainDeadline(configuration.endDrainTimeout)
-        wake()
-        return
+    while case let events = try await capture.events.nextBatch(), !events.isEmpty {
+      for event in events {
+        if try await take(event) == .ended { return }
       }
       wake()
     }
+  }
+
+  private enum Taken { case more, ended }
+
+  private func take(_ event: Capture.Event) async throws -> Taken {
+    switch event {
+    case .packet(let packet):
+      if !configuration.source.isLive {
+        // A file or synthetic source can wait: hold the reader back rather than drop frames
+        // (after letting the producer see what this batch already added).
+        wake()
+        try await waitUntil(whileStreaming: false) { $0.outbox.hasRoom(for: packet.data.count) || $0.stopping }
+      }
+      let dropped = state.withLock { state -> Int in
+        let entry = Outbox.Entry(sequence: state.nextSequence, packet: packet, codecGeneration: state.codecGeneration)
+        state.nextSequence += 1
+        state.stats.framesCaptured += 1
+        let dropped = state.outbox.append(entry)
+        state.stats.framesDropped = state.outbox.droppedFrames
+        return dropped
+      }
+      if dropped > 0 {
+        logger.warning(
+          "queue bound reached (\(configuration.queueMaxBytes) bytes / \(configuration.queueMaxSeconds) s): dropped \(dropped) frames, oldest GOP first")
+      }
+    case .opened(let codec):
+      state.withLock { state in
+        if state.codecs[state.codecGeneration] != codec {
+          state.codecGeneration += 1
+          state.codecs[state.codecGeneration] = codec
+        }
+      }
+    case .status(let capture, let error, let streak):
+      state.withLock { state in
+        state.lastStatus = .with {
+          $0.state = .init(capture)
+          $0.lastError = error
+          $0.failingStreak = streak
+        }
+        state.statusVersion += 1
+      }
+    case .ended(let error):
+      state.withLock { state in
+        state.captureEnded = true
+        state.captureError = error
+        state.lastStatus = .with { $0.state = error == nil ? .stopped : .failed; $0.lastError = error ?? "" }
+        state.statusVersion += 1
+      }
+      armDrainDeadline(configuration.endDrainTimeout)
+      wake()
+      return .ended
+    }
+    return .more
   }
 
   // MARK: Streams
