@@ -20,7 +20,7 @@ struct IngestService: Framerelay_V1_FrameRelay.SimpleServiceProtocol {
     guard case .hello(let hello) = first.message else {
       throw RPCError(code: .failedPrecondition, message: IngestError.frameBeforeHello.description)
     }
-    let (entry, token, resumeAfter) = try begin(hello, peer: context.remotePeer)
+    let (entry, token, resumeAfter) = try begin(hello)
     let device = entry.device
     var log = logger
     log[metadataKey: "device"] = "\(device.id)"
@@ -73,9 +73,7 @@ struct IngestService: Framerelay_V1_FrameRelay.SimpleServiceProtocol {
     }
   }
 
-  private func begin(
-    _ hello: Framerelay_V1_Hello, peer: String
-  ) throws(RPCError) -> (DeviceRegistry.Entry, UInt64, UInt64) {
+  private func begin(_ hello: Framerelay_V1_Hello) throws(RPCError) -> (DeviceRegistry.Entry, UInt64, UInt64) {
     do throws(IngestError) {
       let id: DeviceID
       do { id = try DeviceID(validating: hello.deviceID) } catch { throw .invalidDeviceID(error.description) }

@@ -28,6 +28,8 @@ struct MetricsText {
     family("framerelay_ring_frames", "gauge", "Frames in a device's ring.", devices.map { ($0.label, "\($0.ring.frames)") })
     family("framerelay_packets_decoded_total", "counter", "Packets the live decoders decoded.", [("", "\(decoders.packetsDecoded)")])
     family("framerelay_packets_corrupt_total", "counter", "Packets that did not decode.", [("", "\(decoders.packetsCorrupt)")])
+    family("framerelay_decoder_jumps_total", "counter", "Times a live decoder fell behind and jumped to the newest keyframe.",
+           [("", "\(decoders.jumpsToLive)")])
     family("process_resident_memory_bytes", "gauge", "Resident memory.", [("", "\(Self.residentBytes)")])
     return out
   }

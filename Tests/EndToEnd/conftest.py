@@ -1,6 +1,5 @@
 """Fixtures for the end-to-end tests: real relay-server, relay-client and RTSP processes on loopback."""
 import signal
-import socket
 
 import numpy
 import pytest
@@ -68,9 +67,7 @@ def processes(request, tmp_path):
 @pytest.fixture
 def free_port():
     """A port nothing listens on right now (bound and released)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+    return support.pick_port()
 
 
 @pytest.fixture

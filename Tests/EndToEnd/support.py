@@ -5,6 +5,7 @@ import os
 import queue
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -159,6 +160,29 @@ def collect_frames(stub, device, seconds, until=None):
             if until and until(frames):
                 break
     return frames
+
+
+def list_streams(stub):
+    return {s.name: s for s in stub.ListStreams(image_pb.ListStreamRequest(), timeout=5)}
+
+
+def wait_for_status(stub, device, predicate, timeout):
+    """Polls ListStreams until the device's entry satisfies `predicate`; returns that entry."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = list_streams(stub).get(device)
+        if last is not None and predicate(last):
+            return last
+        time.sleep(0.1)
+    pytest.fail(f"{device} never reached the expected state; last ListStreams entry: {last}")
+
+
+def pick_port():
+    """A loopback port nothing listens on right now (bound and released)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def image_of(frame):

@@ -1,35 +1,13 @@
 """Cameras that come and go: a real RTSP server (GStreamer) stopped, stalled and restarted under a
 running relay-client."""
 import signal
-import socket
 import time
 
 import pytest
 
-from support import image_pb, is_empty, latest_image, wait_for_frame
+from support import image_pb, is_empty, latest_image, list_streams, pick_port, wait_for_frame, wait_for_status
 
 pytestmark = pytest.mark.binaries
-
-
-def list_streams(stub):
-    return {s.name: s for s in stub.ListStreams(image_pb.ListStreamRequest(), timeout=5)}
-
-
-def wait_for_status(stub, device, predicate, timeout):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = list_streams(stub).get(device)
-        if last is not None and predicate(last):
-            return last
-        time.sleep(0.1)
-    pytest.fail(f"{device} never reached the expected state; last ListStreams entry: {last}")
-
-
-def pick_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def wait_for_size(stub, device, width, height, timeout):

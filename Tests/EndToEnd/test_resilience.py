@@ -3,7 +3,6 @@ one clear line a bad camera argument gets. Real processes on loopback."""
 import json
 import re
 import signal
-import socket
 import subprocess
 import time
 import urllib.request
@@ -11,17 +10,11 @@ import urllib.request
 import pytest
 
 import support
-from support import wait_for_frame
+from support import pick_port, wait_for_frame
 
 pytestmark = pytest.mark.binaries
 
 PATTERN = ["--test-pattern", "--size", "320x240", "--fps", "30"]
-
-
-def pick_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def start_server_on(processes, port):
@@ -77,8 +70,9 @@ def test_server_killed_and_replaced_restarts_at_a_keyframe(processes, start_clie
     first.process.wait(5)
     time.sleep(3)  # the client keeps capturing into its queue meanwhile
     _, metrics = start_server_on(processes, port)
-    client.wait_for_output(r"reconnected to relay-server at 127\.0\.0\.1:\d+ after \d+ ms; resending (\d+) frames",
-                           timeout=20, stream="stderr")
+    resent = int(client.wait_for_output(
+        r"reconnected to relay-server at 127\.0\.0\.1:\d+ after \d+ ms; resending (\d+) frames",
+        timeout=20, stream="stderr").group(1))
     wait_for_frame(consumer(f"127.0.0.1:{port}"), "survivor", timeout=20)
 
     summary = summary_after_stop(client)
@@ -87,8 +81,9 @@ def test_server_killed_and_replaced_restarts_at_a_keyframe(processes, start_clie
     # the dead server's last ack, whose keyframe went with it, are dropped: less than one GOP (30).
     assert 0 <= summary["frames_dropped"] < 30, summary
     assert summary["frames_captured"] == summary["frames_acked"] + summary["frames_dropped"], summary
-    # Everything captured during the 3 s outage reached the new server.
-    assert figures["framerelay_frames_stored_total"] >= 75, figures
+    # The frames queued during the 3 s outage (at least a second's worth) all reached the new server.
+    assert resent >= 30, f"only {resent} frames queued during a 3 s outage"
+    assert figures["framerelay_frames_stored_total"] >= resent, figures
     assert figures["framerelay_last_sequence"] == summary["frames_captured"]
     assert (figures["framerelay_frames_stored_total"] + figures["framerelay_frames_lost_total"]
             == figures["framerelay_last_sequence"]), "the rest was declared, not silently skipped"

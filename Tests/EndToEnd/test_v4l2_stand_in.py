@@ -7,11 +7,10 @@ import subprocess
 import sys
 import time
 
-import grpc
 import pytest
 
 import support
-from support import image_of, image_pb, is_empty, latest_image, wait_for_frame
+from support import image_of, image_pb, is_empty, latest_image, wait_for_frame, wait_for_status
 
 sys.path.insert(0, str(support.REPO / "Tests" / "Fixtures" / "fake-v4l2"))
 import pattern  # noqa: E402
@@ -33,21 +32,6 @@ def fake_v4l2_library():
 
 def stand_in_env(library, size, **extra):
     return {"LD_PRELOAD": library, "FAKE_V4L2_PATH": FAKE_PATH, "FAKE_V4L2_SIZE": size, **extra}
-
-
-def list_streams(stub):
-    return {s.name: s for s in stub.ListStreams(image_pb.ListStreamRequest(), timeout=5)}
-
-
-def wait_for_status(stub, device, predicate, timeout):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = list_streams(stub).get(device)
-        if last is not None and predicate(last):
-            return last
-        time.sleep(0.1)
-    pytest.fail(f"{device} never reached the expected state; last ListStreams entry: {last}")
 
 
 def test_devices_lists_the_stand_in_camera(fake_v4l2_library):
