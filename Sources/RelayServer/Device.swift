@@ -195,6 +195,11 @@ final class Device: Sendable {
     }
   }
 
+  /// The packets a replay of [fromMs, toMs] decodes (see PacketRing.replay).
+  func replayPackets(fromMs: Int64, toMs: Int64) -> [StoredPacket] {
+    state.withLock { Array($0.ring.replay(fromMs: fromMs, toMs: toMs)) }
+  }
+
   /// Blocks the calling thread (the live decoder's) until packets arrive or `timeout` passes.
   func waitForArrivals(after index: UInt64, timeout: TimeInterval) {
     arrivals.lock()

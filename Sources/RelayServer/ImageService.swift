@@ -12,7 +12,10 @@ typealias VideoFrame = Chrys_Cloud_Videostreaming_V1beta1_VideoFrame
 struct ImageService: Chrys_Cloud_Videostreaming_V1beta1_Image.SimpleServiceProtocol {
   let registry: DeviceRegistry
   let cursors: ConsumerCursors
+  let replays: ReplayLimiter
+  let metrics: DecoderMetrics
   let configuration: ServerConfiguration
+  let logger: Logger
 
   /// Declared bidirectional; answers exactly one VideoFrame per request, so unary-style callers
   /// (one request, one answer) and streaming callers (many requests) are both served.
@@ -44,7 +47,29 @@ struct ImageService: Chrys_Cloud_Videostreaming_V1beta1_Image.SimpleServiceProto
     response: RPCWriter<VideoFrame>,
     context: ServerContext
   ) async throws {
-    throw RPCError(code: .unimplemented, message: "VideoBufferedImage is not implemented yet in this relay-server")
+    let entry = try knownDevice(request.deviceID)
+    let toMs = request.timestampTo == 0 ? Int64.max : request.timestampTo
+    guard request.timestampFrom <= toMs else {
+      throw RPCError(
+        code: .invalidArgument,
+        message: "timestamp_from \(request.timestampFrom) is after timestamp_to \(request.timestampTo) (ms since the Unix epoch)")
+    }
+    let packets = entry.device.replayPackets(fromMs: request.timestampFrom, toMs: toMs)
+    guard !packets.isEmpty else { return }  // nothing in the range: zero frames, OK
+    guard replays.tryAcquire() else {
+      throw RPCError(
+        code: .resourceExhausted,
+        message: "\(replays.limit) VideoBufferedImage calls are already decoding; try again when one ends")
+    }
+    defer { replays.release() }
+    let replay = BufferedReplay(
+      packets: packets, fromMs: request.timestampFrom, toMs: toMs, device: entry.device.id, metrics: metrics,
+      logger: logger)
+    let frames = replay.start()
+    defer { frames.finish() }  // a cancelled or failed call stops the decoding thread
+    while let frame = try await frames.next() {
+      try await response.write(VideoFrame(frame, device: entry.device.id))
+    }
   }
 
   func videoProbe(

@@ -35,6 +35,17 @@ struct PacketRing {
     return (packets.count - start, last.timestampMs - packets[start].timestampMs)
   }
 
+  /// What a replay of [fromMs, toMs] needs: from the keyframe at or before `fromMs` (the ring's start if
+  /// `fromMs` is before it) to the last packet at or before `toMs`. Empty when nothing lies in the range.
+  func replay(fromMs: Int64, toMs: Int64) -> ArraySlice<StoredPacket> {
+    let live = packets[head...]
+    guard let end = live.lastIndex(where: { $0.timestampMs <= toMs }),
+      live.contains(where: { $0.timestampMs >= fromMs && $0.timestampMs <= toMs })
+    else { return [] }
+    let start = live[...end].lastIndex(where: { $0.isKeyframe && $0.timestampMs <= fromMs }) ?? head
+    return packets[start...end]
+  }
+
   /// Packets with `index > after`, oldest first.
   func packets(after index: UInt64) -> ArraySlice<StoredPacket> {
     guard let position = position(firstIndexAbove: index) else { return [] }

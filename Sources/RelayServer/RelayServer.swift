@@ -23,7 +23,8 @@ public struct RelayServer: Sendable {
       IngestService(registry: registry, configuration: configuration, logger: logger),
       ImageService(
         registry: registry, cursors: ConsumerCursors(capacity: configuration.maxConsumers),
-        configuration: configuration),
+        replays: ReplayLimiter(limit: configuration.maxReplays), metrics: decoderMetrics,
+        configuration: configuration, logger: logger),
       HealthService(),
     ]
     let server = GRPCServer(

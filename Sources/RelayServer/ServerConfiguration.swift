@@ -17,6 +17,8 @@ public struct ServerConfiguration: Sendable {
   public var latestFrameWait: Duration = .milliseconds(48)
   /// Consumers remembered for VideoLatestImage cursors (oldest forgotten first).
   public var maxConsumers = 1024
+  /// VideoBufferedImage calls decoding at once (each on a thread of its own).
+  public var maxReplays = 8
   /// HTTP/2 tuning for video (see RelayServer.transportConfig).
   public var http2MaxFrameSize = 1 << 20
   public var http2WindowSize = 16 << 20

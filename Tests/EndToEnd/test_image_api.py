@@ -293,13 +293,10 @@ def test_system_time_is_epoch_milliseconds(server, consumer):
     assert before - 1000 <= current <= after + 1000, (before, current, after)
 
 
-@pytest.mark.parametrize("method", ["VideoBufferedImage", "Annotate", "Proxy", "Storage"])
+@pytest.mark.parametrize("method", ["Annotate", "Proxy", "Storage"])
 def test_methods_not_built_yet_are_unimplemented(server, consumer, method):
     stub = consumer(server.address)
     call = {
-        "VideoBufferedImage": lambda: list(stub.VideoBufferedImage(
-            image_pb.VideoFrameBufferedRequest(device_id="cam", timestamp_from=0, timestamp_to=now_ms()),
-            timeout=support.CALL_TIMEOUT)),
         "Annotate": lambda: stub.Annotate(image_pb.AnnotateRequest(device_name="cam", type="event",
                                                                    start_timestamp=now_ms()),
                                           timeout=support.CALL_TIMEOUT),

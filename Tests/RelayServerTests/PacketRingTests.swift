@@ -50,6 +50,17 @@ private func packet(_ index: UInt64, key: Bool, bytes: Int = 100, ms: Int64? = n
     #expect(ring.fromNewestKeyframe().map(\.index) == [16, 17, 18, 19, 20])
   }
 
+  @Test func replayStartsAtTheKeyframeAtOrBeforeTheRange() {
+    var ring = PacketRing(limits: .init(maxBytes: 1 << 20, maxSeconds: 60))
+    // Keyframes at 1, 6, 11, 16; packet i at i * 33 ms.
+    for i in UInt64(1)...20 { ring.append(packet(i, key: i % 5 == 1)) }
+    #expect(ring.replay(fromMs: 8 * 33, toMs: 12 * 33).map(\.index) == Array(6...12))
+    #expect(ring.replay(fromMs: 11 * 33, toMs: 11 * 33).map(\.index) == [11], "a keyframe starts itself")
+    #expect(ring.replay(fromMs: 0, toMs: 3 * 33).map(\.index) == [1, 2, 3], "from before the ring: its start")
+    #expect(ring.replay(fromMs: 21 * 33, toMs: 30 * 33).isEmpty, "nothing in the range")
+    #expect(ring.replay(fromMs: 5 * 33 + 1, toMs: 5 * 33 + 20).isEmpty, "a range between two packets")
+  }
+
   @Test func recentSpanIgnoresOlderGaps() {
     var ring = PacketRing(limits: .init(maxBytes: 1 << 20, maxSeconds: 600))
     for i in UInt64(1)...10 { ring.append(packet(i, key: i == 1, ms: Int64(i) * 33)) }
