@@ -8,6 +8,14 @@ public enum WallClock {
     return Int64(ts.tv_sec) * 1000 + Int64(ts.tv_nsec) / 1_000_000
   }
 
+  /// CPU time the calling thread has used, in nanoseconds: what a piece of work cost, whatever else
+  /// the machine was doing meanwhile.
+  public static func threadCPUNs() -> UInt64 {
+    var ts = timespec()
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts)
+    return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
+  }
+
   /// A monotonic reading in nanoseconds, for durations and round-trip times.
   public static func monotonicNs() -> UInt64 {
     var ts = timespec()

@@ -18,4 +18,5 @@ final class DecoderMetrics: Sendable {
   var packetsDecoded: Int { decoded.load(ordering: .relaxed) }
   var packetsCorrupt: Int { corrupt.load(ordering: .relaxed) }
   var jumpsToLive: Int { jumps.load(ordering: .relaxed) }
+  var decodeSeconds: Double { Double(decodeNanoseconds.load(ordering: .relaxed)) / 1e9 }
 }

@@ -27,6 +27,8 @@ struct MetricsText {
     family("framerelay_ring_bytes", "gauge", "Bytes in a device's ring.", devices.map { ($0.label, "\($0.ring.bytes)") })
     family("framerelay_ring_frames", "gauge", "Frames in a device's ring.", devices.map { ($0.label, "\($0.ring.frames)") })
     family("framerelay_packets_decoded_total", "counter", "Packets the live decoders decoded.", [("", "\(decoders.packetsDecoded)")])
+    family("framerelay_decode_seconds_total", "counter", "CPU time spent decoding packets and converting them to bgr24.",
+           [("", String(format: "%.6f", decoders.decodeSeconds))])
     family("framerelay_packets_corrupt_total", "counter", "Packets that did not decode.", [("", "\(decoders.packetsCorrupt)")])
     family("framerelay_decoder_jumps_total", "counter", "Times a live decoder fell behind and jumped to the newest keyframe.",
            [("", "\(decoders.jumpsToLive)")])

@@ -72,7 +72,7 @@ struct PacketDecoder {
     if packet.isKeyframe { lastKeyframeSequence = packet.sequence }
     pending[packet.pts] = packet
     if pending.count > 64 { pending.removeAll() }  // a decoder that never answers must not grow this
-    let started = WallClock.monotonicNs()
+    let started = WallClock.threadCPUNs()
     let converter = self.converter
     let keyframeSequence = lastKeyframeSequence
     var frames: [LiveFrame] = []
@@ -92,7 +92,7 @@ struct PacketDecoder {
       pending[packet.pts] = nil
       logger.debug("skipped a packet that does not decode", metadata: ["device": "\(device)", "error": "\(error)"])
     }
-    metrics.recordDecode(nanoseconds: WallClock.monotonicNs() - started, corrupt: failed)
+    metrics.recordDecode(nanoseconds: WallClock.threadCPUNs() - started, corrupt: failed)
     return frames
   }
 }
