@@ -56,3 +56,18 @@ def test_stalled_rtsp_camera_is_reopened(server, start_client, start_rtsp_server
         camera.process.send_signal(signal.SIGCONT)
     wait_for_status(stub, "stall", lambda s: s.status == "running", timeout=40)
     wait_for_frame(stub, "stall", timeout=20)
+
+
+def test_rtsp_over_udp_on_request(server, start_client, start_rtsp_server, consumer):
+    _, url = start_rtsp_server("--size", "320x240", "--fps", "30")
+    start_client(server.address, "udp-cam", "--rtsp", url, "--rtsp-transport", "udp")
+    stub = consumer(server.address)
+    first = wait_for_frame(stub, "udp-cam", timeout=20)
+    assert (first.width, first.height) == (320, 240)
+    later = []
+    deadline = time.monotonic() + 10
+    while len(later) < 5 and time.monotonic() < deadline:
+        frame = latest_image(stub, "udp-cam")
+        if not is_empty(frame):
+            later.append(frame.packet)
+    assert len(later) == 5 and later == sorted(later) and later[0] > first.packet, "frames keep coming over UDP"
