@@ -30,12 +30,7 @@ struct PacketDecoder {
     var frames: [LiveFrame] = []
     try? decoder.flush { picture in
       guard let source = pending.removeValue(forKey: picture.pts) else { return }
-      frames.append(
-        LiveFrame(
-          packetIndex: source.index, sequence: source.sequence, keyframeSequence: keyframeSequence,
-          bgr24: try converter.bgr24(picture), width: picture.width, height: picture.height,
-          timestampMs: source.timestampMs, pts: picture.pts, dts: source.dts, isKeyframe: picture.isKeyframe,
-          pictureType: picture.pictureType, isCorrupt: picture.isCorrupt, codec: source.codec))
+      frames.append(try Self.frame(picture, from: source, keyframeSequence: keyframeSequence, converter: converter))
     }
     return frames
   }
@@ -80,12 +75,7 @@ struct PacketDecoder {
     do {
       try decoder.decode(packet.data, pts: packet.pts, dts: packet.dts, isKeyframe: packet.isKeyframe) { picture in
         let source = pending.removeValue(forKey: picture.pts) ?? packet
-        frames.append(
-          LiveFrame(
-            packetIndex: source.index, sequence: source.sequence, keyframeSequence: keyframeSequence,
-            bgr24: try converter.bgr24(picture), width: picture.width, height: picture.height,
-            timestampMs: source.timestampMs, pts: picture.pts, dts: source.dts, isKeyframe: picture.isKeyframe,
-            pictureType: picture.pictureType, isCorrupt: picture.isCorrupt, codec: source.codec))
+        frames.append(try Self.frame(picture, from: source, keyframeSequence: keyframeSequence, converter: converter))
       }
     } catch {
       failed = true
@@ -94,5 +84,16 @@ struct PacketDecoder {
     }
     metrics.recordDecode(nanoseconds: WallClock.threadCPUNs() - started, corrupt: failed)
     return frames
+  }
+
+  /// A picture as consumers get it: bgr24, with what VideoFrame reports of the packet it came from.
+  private static func frame(
+    _ picture: DecodedPicture, from source: StoredPacket, keyframeSequence: UInt64, converter: PictureConverter
+  ) throws -> LiveFrame {
+    LiveFrame(
+      packetIndex: source.index, sequence: source.sequence, keyframeSequence: keyframeSequence,
+      bgr24: try converter.bgr24(picture), width: picture.width, height: picture.height,
+      timestampMs: source.timestampMs, pts: picture.pts, dts: source.dts, isKeyframe: picture.isKeyframe,
+      pictureType: picture.pictureType, isCorrupt: picture.isCorrupt, codec: source.codec)
   }
 }
