@@ -17,8 +17,4 @@ public enum MediaLibrary {
     }
     return String(cString: long)
   }
-
-  public static func isKnownPixelFormat(_ name: String) -> Bool {
-    av_get_pix_fmt(name) != AV_PIX_FMT_NONE
-  }
 }

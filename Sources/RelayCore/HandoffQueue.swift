@@ -124,13 +124,4 @@ public enum DedicatedThread {
     thread.stackSize = 1 << 20
     thread.start()
   }
-
-  /// Runs `body` on a new thread and waits for its result.
-  public static func run<T: Sendable>(name: String, _ body: @escaping @Sendable () throws -> T) async throws -> T {
-    try await withCheckedThrowingContinuation { continuation in
-      start(name: name) {
-        continuation.resume(with: Result { try body() })
-      }
-    }
-  }
 }

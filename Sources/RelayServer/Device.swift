@@ -156,10 +156,6 @@ final class Device: Sendable {
     }
   }
 
-  func isCurrent(token: UInt64) -> Bool {
-    state.withLock { $0.session?.token == token }
-  }
-
   // MARK: Readers
 
   var status: Status { state.withLock { $0.status } }

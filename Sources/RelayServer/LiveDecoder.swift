@@ -25,8 +25,6 @@ final class LiveDecoder: Sendable {
     self.logger = logger
   }
 
-  var isRunning: Bool { state.withLock { $0.running } }
-
   /// A consumer wants frames: keep decoding, and start if not running.
   func demand() {
     let start = state.withLock { state -> Bool in
