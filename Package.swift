@@ -8,6 +8,7 @@ let grpcProtobuf = Target.Dependency.product(name: "GRPCProtobuf", package: "grp
 let swiftProtobuf = Target.Dependency.product(name: "SwiftProtobuf", package: "swift-protobuf")
 let logging = Target.Dependency.product(name: "Logging", package: "swift-log")
 let argumentParser = Target.Dependency.product(name: "ArgumentParser", package: "swift-argument-parser")
+let crypto = Target.Dependency.product(name: "Crypto", package: "swift-crypto")
 let nio: [Target.Dependency] = ["NIOCore", "NIOPosix", "NIOHTTP1"].map { .product(name: $0, package: "swift-nio") }
 
 let package = Package(
@@ -26,6 +27,7 @@ let package = Package(
     .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
     .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
     .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+    .package(url: "https://github.com/apple/swift-crypto.git", from: "4.5.2"),
   ],
   targets: [
     .target(name: "RelayProtocol", dependencies: [grpcCore, grpcProtobuf, swiftProtobuf]),
@@ -35,13 +37,18 @@ let package = Package(
     .systemLibrary(name: "CV4L2"),
     .target(name: "Media", dependencies: ["CFFmpeg", "CV4L2"]),
     .target(name: "RelayCore"),
-    .target(name: "RelayServer", dependencies: ["RelayCore", "RelayProtocol", "Media", grpcCore, grpcTransport, logging] + nio),
+    .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
+    .target(name: "Annotations", dependencies: [
+      "CSQLite", "RelayCore", "RelayProtocol", grpcCore, grpcTransport, crypto, logging,
+    ]),
+    .target(name: "RelayServer", dependencies: ["RelayCore", "RelayProtocol", "Media", "Annotations", grpcCore, grpcTransport, logging] + nio),
     .target(name: "RelayClient", dependencies: ["RelayCore", "RelayProtocol", "Media", grpcCore, grpcTransport, logging]),
-    .executableTarget(name: "relay-server", dependencies: ["RelayServer", "RelayCore", argumentParser, logging], path: "relay-server/Sources"),
+    .executableTarget(name: "relay-server", dependencies: ["RelayServer", "RelayCore", "Annotations", argumentParser, logging], path: "relay-server/Sources"),
     .executableTarget(name: "relay-client", dependencies: ["RelayClient", "RelayCore", argumentParser, logging], path: "relay-client/Sources"),
     .testTarget(name: "RelayCoreTests", dependencies: ["RelayCore"]),
     .testTarget(name: "MediaTests", dependencies: ["Media"]),
     .testTarget(name: "RelayServerTests", dependencies: ["RelayServer", "RelayCore", "Media"]),
+    .testTarget(name: "AnnotationsTests", dependencies: ["Annotations", "RelayProtocol"]),
     .testTarget(name: "RelayClientTests", dependencies: ["RelayClient", "RelayCore"]),
   ]
 )

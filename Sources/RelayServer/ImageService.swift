@@ -1,3 +1,4 @@
+import Annotations
 import Foundation
 import GRPCCore
 import Logging
@@ -14,6 +15,8 @@ struct ImageService: Chrys_Cloud_Videostreaming_V1beta1_Image.SimpleServiceProto
   let cursors: ConsumerCursors
   let replays: ReplayLimiter
   let metrics: DecoderMetrics
+  let outbox: AnnotationOutbox
+  let annotationMetrics: AnnotationMetrics
   let configuration: ServerConfiguration
   let logger: Logger
 
@@ -126,11 +129,51 @@ struct ImageService: Chrys_Cloud_Videostreaming_V1beta1_Image.SimpleServiceProto
     }
   }
 
+  /// Answers OK only once the annotation is durable in the outbox. The caller may name the annotation's
+  /// stable id in `x-annotation-id` (a forwarding relay-server does); a repeated id is stored once.
   func annotate(
-    request: Chrys_Cloud_Videostreaming_V1beta1_AnnotateRequest,
+    request: ServerRequest<AnnotateRequest>,
+    context: ServerContext
+  ) async throws -> ServerResponse<Chrys_Cloud_Videostreaming_V1beta1_AnnotateResponse> {
+    let id = request.metadata[stringValues: GRPCUpstream.idMetadataKey].first { !$0.isEmpty }
+    return ServerResponse(message: try await store(request.message, id: id))
+  }
+
+  /// Required by SimpleServiceProtocol; the metadata-aware method above is the one gRPC calls.
+  func annotate(
+    request: AnnotateRequest,
     context: ServerContext
   ) async throws -> Chrys_Cloud_Videostreaming_V1beta1_AnnotateResponse {
-    throw RPCError(code: .unimplemented, message: "Annotate is not implemented yet in this relay-server")
+    try await store(request, id: nil)
+  }
+
+  private func store(
+    _ annotation: AnnotateRequest, id: String?
+  ) async throws -> Chrys_Cloud_Videostreaming_V1beta1_AnnotateResponse {
+    if let problem = AnnotationValidation.problem(in: annotation) {
+      throw RPCError(code: .invalidArgument, message: problem)
+    }
+    do {
+      try await outbox.add(
+        id: id ?? UUID().uuidString.lowercased(), device: annotation.deviceName,
+        request: try annotation.serializedBytes())
+    } catch let error as OutboxError {
+      annotationMetrics.storeFailures.wrappingAdd(1, ordering: .relaxed)
+      switch error {
+      case .full:
+        throw RPCError(code: .resourceExhausted, message: "annotation not stored: \(error); free space there")
+      case .unwritable:
+        throw RPCError(
+          code: .failedPrecondition, message: "annotation not stored: \(error); make --data-dir writable")
+      }
+    }
+    annotationMetrics.stored.wrappingAdd(1, ordering: .relaxed)
+    return .with {
+      $0.deviceName = annotation.deviceName
+      $0.remoteStreamID = annotation.remoteStreamID
+      $0.type = annotation.type
+      $0.startTimestamp = annotation.startTimestamp
+    }
   }
 
   func proxy(

@@ -1,9 +1,13 @@
+import Annotations
 import Foundation
 
 /// The server's figures in Prometheus' text format.
 struct MetricsText {
   let registry: DeviceRegistry
   let decoders: DecoderMetrics
+  let outbox: AnnotationOutbox
+  let annotations: AnnotationMetrics
+  let upstreamConfigured: Bool
 
   func render() -> String {
     var out = ""
@@ -32,6 +36,18 @@ struct MetricsText {
     family("framerelay_packets_corrupt_total", "counter", "Packets that did not decode.", [("", "\(decoders.packetsCorrupt)")])
     family("framerelay_decoder_jumps_total", "counter", "Times a live decoder fell behind and jumped to the newest keyframe.",
            [("", "\(decoders.jumpsToLive)")])
+    family("framerelay_annotations_stored_total", "counter", "Annotate calls answered OK (durable in the outbox).",
+           [("", "\(annotations.stored.load(ordering: .relaxed))")])
+    family("framerelay_annotations_store_failures_total", "counter", "Annotate calls refused because the outbox could not be written.",
+           [("", "\(annotations.storeFailures.load(ordering: .relaxed))")])
+    family("framerelay_annotations_pending", "gauge", "Annotations in the outbox, not yet confirmed upstream.",
+           [("", "\(outbox.pendingCount)")])
+    family("framerelay_annotations_forwarded_total", "counter", "Annotations the upstream confirmed.",
+           [("", "\(annotations.forwarded.load(ordering: .relaxed))")])
+    family("framerelay_annotations_forward_failures_total", "counter", "Upstream deliveries that failed (and were retried).",
+           [("", "\(annotations.forwardFailures.load(ordering: .relaxed))")])
+    family("framerelay_annotations_upstream_configured", "gauge", "1 when --annotations-upstream is set, 0 when annotations only accumulate.",
+           [("", upstreamConfigured ? "1" : "0")])
     family("process_resident_memory_bytes", "gauge", "Resident memory.", [("", "\(Self.residentBytes)")])
     return out
   }

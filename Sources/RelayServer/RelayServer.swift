@@ -1,3 +1,4 @@
+import Annotations
 import GRPCCore
 import GRPCNIOTransportHTTP2
 import Logging
@@ -19,12 +20,20 @@ public struct RelayServer: Sendable {
   ) async throws {
     let decoderMetrics = DecoderMetrics()
     let registry = DeviceRegistry(configuration: configuration, metrics: decoderMetrics, logger: logger)
+    let annotationMetrics = AnnotationMetrics()
+    let outbox = AnnotationOutbox(directory: configuration.dataDirectory, logger: logger)
+    do {
+      try await outbox.open()
+    } catch {
+      logger.error("annotations outbox unavailable, Annotate will fail until this is fixed: \(error)")
+    }
+    let forwarder = try makeForwarder(outbox: outbox, metrics: annotationMetrics)
     let services: [any RegistrableRPCService] = [
       IngestService(registry: registry, configuration: configuration, logger: logger),
       ImageService(
         registry: registry, cursors: ConsumerCursors(capacity: configuration.maxConsumers),
         replays: ReplayLimiter(limit: configuration.maxReplays), metrics: decoderMetrics,
-        configuration: configuration, logger: logger),
+        outbox: outbox, annotationMetrics: annotationMetrics, configuration: configuration, logger: logger),
       HealthService(),
     ]
     let server = GRPCServer(
@@ -38,9 +47,15 @@ public struct RelayServer: Sendable {
       try await withThrowingDiscardingTaskGroup { group in
         if let host = configuration.metricsHost {
           let metricsServer = MetricsServer(host: host, port: configuration.metricsPort) {
-            MetricsText(registry: registry, decoders: decoderMetrics).render()
+            MetricsText(
+              registry: registry, decoders: decoderMetrics, outbox: outbox, annotations: annotationMetrics,
+              upstreamConfigured: forwarder != nil
+            ).render()
           }
           group.addTask { try await metricsServer.run(onListening: onMetricsListening) }
+        }
+        if let forwarder {
+          group.addTask { try await forwarder.run() }
         }
         try await serve(server, onListening: onListening)
         group.cancelAll()
@@ -48,6 +63,23 @@ public struct RelayServer: Sendable {
     } catch where Task.isCancelled {
       // Asked to stop (SIGINT/SIGTERM): the transport reports the cancellation; that is a clean stop.
     }
+  }
+
+  private func makeForwarder(outbox: AnnotationOutbox, metrics: AnnotationMetrics) throws -> AnnotationForwarder? {
+    let upstream: any AnnotationUpstream
+    switch configuration.annotationsUpstream {
+    case nil:
+      logger.warning(
+        "no annotations upstream configured (--annotations-upstream): annotations stay in the outbox \(outbox.path)")
+      return nil
+    case .grpc(let host, let port, let tls):
+      upstream = try GRPCUpstream(host: host, port: port, tls: tls, timeout: configuration.annotationsTimeout)
+    case .http(let url):
+      upstream = HTTPUpstream(url: url, secret: configuration.annotationsSecret, timeout: configuration.annotationsTimeout)
+    }
+    return AnnotationForwarder(
+      outbox: outbox, upstream: upstream, settings: configuration.annotationsForwarding, metrics: metrics,
+      logger: logger)
   }
 
   private func serve(

@@ -1,3 +1,5 @@
+import Annotations
+
 /// Everything relay-server can be told, with the defaults a small deployment wants.
 public struct ServerConfiguration: Sendable {
   public var host = "127.0.0.1"
@@ -25,6 +27,16 @@ public struct ServerConfiguration: Sendable {
   /// Where to serve Prometheus metrics (`GET /metrics`); nil for nowhere.
   public var metricsHost: String?
   public var metricsPort = 0
+
+  /// Where the annotations outbox and recordings live.
+  public var dataDirectory = "relay-data"
+  /// Where annotations are forwarded; nil keeps them in the outbox.
+  public var annotationsUpstream: UpstreamAddress?
+  /// Signs HTTP upstream requests when set.
+  public var annotationsSecret: String?
+  public var annotationsForwarding = AnnotationForwarder.Settings()
+  /// Per upstream request.
+  public var annotationsTimeout: Duration = .seconds(5)
 
   public init() {}
 

@@ -71,13 +71,17 @@ def free_port():
 
 
 @pytest.fixture
-def start_server(processes):
+def start_server(processes, tmp_path):
     def start(*extra_args):
-        process = processes("relay-server", [support.RELAY_SERVER, "--listen", "127.0.0.1:0", *extra_args])
+        # Each server gets a data directory of its own in the test's folder unless the test names one.
+        data_dir = [] if "--data-dir" in extra_args else ["--data-dir", str(tmp_path / f"data-{len(started)}")]
+        started.append(data_dir)
+        process = processes("relay-server", [support.RELAY_SERVER, "--listen", "127.0.0.1:0", *data_dir, *extra_args])
         ready = process.wait_for_output(SERVER_READY_LINE, timeout=15)
         host, port = ready.group(1), int(ready.group(2))
         assert port != 0, "the ready line must carry the real port when port 0 was asked for"
         return RelayServer(process, host, port)
+    started = []
     return start
 
 

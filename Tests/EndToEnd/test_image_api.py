@@ -293,23 +293,6 @@ def test_system_time_is_epoch_milliseconds(server, consumer):
     assert before - 1000 <= current <= after + 1000, (before, current, after)
 
 
-@pytest.mark.parametrize("method", ["Annotate", "Proxy", "Storage"])
-def test_methods_not_built_yet_are_unimplemented(server, consumer, method):
-    stub = consumer(server.address)
-    call = {
-        "Annotate": lambda: stub.Annotate(image_pb.AnnotateRequest(device_name="cam", type="event",
-                                                                   start_timestamp=now_ms()),
-                                          timeout=support.CALL_TIMEOUT),
-        "Proxy": lambda: stub.Proxy(image_pb.ProxyRequest(device_id="cam", passthrough=True),
-                                    timeout=support.CALL_TIMEOUT),
-        "Storage": lambda: stub.Storage(image_pb.StorageRequest(device_id="cam", start=True),
-                                        timeout=support.CALL_TIMEOUT),
-    }[method]
-    with pytest.raises(grpc.RpcError) as error:
-        call()
-    assert error.value.code() == grpc.StatusCode.UNIMPLEMENTED
-
-
 def test_health_check_serving(server):
     with grpc.insecure_channel(server.address) as channel:
         answer = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""),

@@ -17,10 +17,10 @@ pytestmark = pytest.mark.binaries
 PATTERN = ["--test-pattern", "--size", "320x240", "--fps", "30"]
 
 
-def start_server_on(processes, port):
+def start_server_on(processes, port, data_dir):
     """relay-server on a fixed port (so a client can find a replacement) with metrics on a free one."""
     process = processes("relay-server", [support.RELAY_SERVER, "--listen", f"127.0.0.1:{port}",
-                                         "--metrics-listen", "127.0.0.1:0"])
+                                         "--metrics-listen", "127.0.0.1:0", "--data-dir", str(data_dir)])
     process.wait_for_output(r"^relay-server listening on (\S+):(\d+)$", timeout=15)
     metrics = process.wait_for_output(r"^relay-server metrics on (\S+)$", timeout=15).group(1)
     return process, metrics
@@ -41,13 +41,13 @@ def summary_after_stop(client):
     return json.loads(lines[-1])
 
 
-def test_queue_bound_drops_whole_gops_and_tells_the_server(processes, start_client, consumer):
+def test_queue_bound_drops_whole_gops_and_tells_the_server(processes, start_client, consumer, tmp_path):
     port = pick_port()
     # Nothing listens yet: frames pile up in a queue bound far smaller than 4 s of video.
     client = start_client(f"127.0.0.1:{port}", "bounded", *PATTERN, "--queue-max-bytes", "40000")
     client.wait_for_output(r"queue bound reached .* dropped \d+ frames", timeout=20, stream="stderr")
     time.sleep(1)
-    _, metrics = start_server_on(processes, port)
+    _, metrics = start_server_on(processes, port, tmp_path / "server-data")
     wait_for_frame(consumer(f"127.0.0.1:{port}"), "bounded", timeout=30)
 
     summary = summary_after_stop(client)
@@ -60,16 +60,16 @@ def test_queue_bound_drops_whole_gops_and_tells_the_server(processes, start_clie
             == figures["framerelay_last_sequence"] == summary["frames_captured"]), figures
 
 
-def test_server_killed_and_replaced_restarts_at_a_keyframe(processes, start_client, consumer):
+def test_server_killed_and_replaced_restarts_at_a_keyframe(processes, start_client, consumer, tmp_path):
     port = pick_port()
-    first, _ = start_server_on(processes, port)
+    first, _ = start_server_on(processes, port, tmp_path / "server-data")
     client = start_client(f"127.0.0.1:{port}", "survivor", *PATTERN)
     wait_for_frame(consumer(f"127.0.0.1:{port}"), "survivor", timeout=20)
 
     first.process.send_signal(signal.SIGKILL)
     first.process.wait(5)
     time.sleep(3)  # the client keeps capturing into its queue meanwhile
-    _, metrics = start_server_on(processes, port)
+    _, metrics = start_server_on(processes, port, tmp_path / "server-data")
     resent = int(client.wait_for_output(
         r"reconnected to relay-server at 127\.0\.0\.1:\d+ after \d+ ms; resending (\d+) frames",
         timeout=20, stream="stderr").group(1))

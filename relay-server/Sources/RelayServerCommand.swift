@@ -1,3 +1,4 @@
+import Annotations
 import ArgumentParser
 import Foundation
 import Logging
@@ -43,6 +44,27 @@ struct RelayServerCommand: AsyncParsableCommand {
   @Option(help: "Serve Prometheus metrics at GET /metrics on HOST:PORT (port 0 picks one).")
   var metricsListen: String?
 
+  @Option(help: "Directory for the annotations outbox (annotations.sqlite) and recordings; created if missing.")
+  var dataDir = "relay-data"
+
+  @Option(help: "Forward annotations to grpc://HOST:PORT (grpcs:// for TLS; another Image API) or http(s)://HOST[:PORT]/PATH (JSON batches). Without it they stay in the outbox.")
+  var annotationsUpstream: String?
+
+  @Option(help: "File holding the shared secret that signs HTTP upstream requests (HMAC-SHA256; see docs/annotations-upstream.md).")
+  var annotationsSecretFile: String?
+
+  @Option(help: "Most annotations in one upstream batch.")
+  var annotationsBatchSize = 100
+
+  @Option(help: "Send a batch that is not full once its oldest annotation has waited this long, ms.")
+  var annotationsBatchWaitMs = 200
+
+  @Option(help: "Longest pause between upstream retries (exponential back-off with jitter), ms.")
+  var annotationsRetryMaxMs = 30_000
+
+  @Option(help: "Timeout of one upstream request, ms.")
+  var annotationsTimeoutMs = 5000
+
   @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
   var logLevel: Logger.Level = .info
 
@@ -57,6 +79,15 @@ struct RelayServerCommand: AsyncParsableCommand {
       throw ValidationError("--http2-max-frame-size is 16384 to 16777215 (the HTTP/2 limits)")
     }
     guard http2WindowSize >= 65535 else { throw ValidationError("--http2-window-size is at least 65535") }
+    if let annotationsUpstream {
+      do { _ = try UpstreamAddress(parsing: annotationsUpstream) } catch { throw ValidationError(error.description) }
+    }
+    if annotationsSecretFile != nil, annotationsUpstream?.lowercased().hasPrefix("http") != true {
+      throw ValidationError("--annotations-secret-file signs HTTP upstream requests: it needs an http(s):// --annotations-upstream")
+    }
+    guard annotationsBatchSize > 0, annotationsBatchWaitMs >= 0, annotationsRetryMaxMs > 0, annotationsTimeoutMs > 0 else {
+      throw ValidationError("--annotations-batch-size, --annotations-retry-max-ms and --annotations-timeout-ms must be positive")
+    }
     guard maxFrameBytes > 0, ringMaxBytes > 0, ringMaxSeconds > 0, maxDevices > 0, window > 0 else {
       throw ValidationError("limits must be positive")
     }
@@ -91,6 +122,25 @@ struct RelayServerCommand: AsyncParsableCommand {
       configuration.metricsPort = metrics.port
     }
     configuration.decoderIdleTimeout = .milliseconds(Int(decoderIdleSeconds * 1000))
+    configuration.dataDirectory = dataDir
+    configuration.annotationsUpstream = try annotationsUpstream.map { try UpstreamAddress(parsing: $0) }
+    if let annotationsSecretFile {
+      let secret: String
+      do {
+        secret = try String(contentsOfFile: annotationsSecretFile, encoding: .utf8)
+      } catch {
+        throw ValidationError("cannot read --annotations-secret-file \(annotationsSecretFile): \(error.localizedDescription)")
+      }
+      configuration.annotationsSecret = secret.trimmingCharacters(in: .newlines)
+      guard configuration.annotationsSecret?.isEmpty == false else {
+        throw ValidationError("--annotations-secret-file \(annotationsSecretFile) is empty")
+      }
+    }
+    configuration.annotationsForwarding.batchSize = annotationsBatchSize
+    configuration.annotationsForwarding.batchWait = .milliseconds(annotationsBatchWaitMs)
+    configuration.annotationsForwarding.backoff = Backoff(
+      initialSeconds: min(0.25, Double(annotationsRetryMaxMs) / 1000), maximumSeconds: Double(annotationsRetryMaxMs) / 1000)
+    configuration.annotationsTimeout = .milliseconds(annotationsTimeoutMs)
 
     let server = RelayServer(configuration: configuration, logger: logger)
     let serving = Task {

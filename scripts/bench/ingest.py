@@ -164,6 +164,7 @@ class Bench:
     def relay_case(self, name, source_args, expected_frames, expected_frame_bytes):
         server, address = self.start_server(name, [
             os.path.join(self.bin_dir, "relay-server"), "--listen", "127.0.0.1:0",
+            "--data-dir", os.path.join(self.log_dir, f"server-data-{name}"),
             "--max-frame-bytes", str(MAX_FRAME_BYTES), "--ring-max-bytes", str(RING_MAX_BYTES),
             # The server's window caps the client's, so both ends get the same one (also the grpcio peer).
             "--window", str(self.args.window),
