@@ -162,6 +162,12 @@ final class Device: Sendable {
   var counters: Counters { state.withLock { $0.counters } }
   var ringUsage: (bytes: Int, frames: Int) { state.withLock { ($0.ring.byteCount, $0.ring.count) } }
   var codec: CodecDescription? { state.withLock { $0.codec?.description } }
+  /// The index of the newest stored packet (0 before the first).
+  var newestIndex: UInt64 { state.withLock { $0.nextIndex - 1 } }
+  /// The index right before the ring's newest keyframe: following from there starts at that keyframe.
+  var indexBeforeNewestKeyframe: UInt64 {
+    state.withLock { state in state.ring.fromNewestKeyframe().first.map { $0.index - 1 } ?? state.nextIndex - 1 }
+  }
 
   var bufferSummary: BufferSummary? {
     state.withLock { state in

@@ -17,6 +17,8 @@ struct ImageService: Chrys_Cloud_Videostreaming_V1beta1_Image.SimpleServiceProto
   let metrics: DecoderMetrics
   let outbox: AnnotationOutbox
   let annotationMetrics: AnnotationMetrics
+  let recordings: Recordings
+  let proxies: Proxies
   let configuration: ServerConfiguration
   let logger: Logger
 
@@ -124,7 +126,8 @@ struct ImageService: Chrys_Cloud_Videostreaming_V1beta1_Image.SimpleServiceProto
           $0.healthStatus = state == .running ? "healthy" : "unhealthy"
           $0.failingStreak = status.failingStreak
           $0.pid = status.pid
-          $0.error = status.lastError
+          $0.error = [recordings.failure(entry.device.id), status.lastError]
+            .compactMap { $0?.isEmpty == false ? $0 : nil }.joined(separator: "; ")
         })
     }
   }
@@ -176,18 +179,44 @@ struct ImageService: Chrys_Cloud_Videostreaming_V1beta1_Image.SimpleServiceProto
     }
   }
 
+  /// passthrough=true remuxes the device's packets to its configured RTMP endpoint; false stops.
   func proxy(
     request: Chrys_Cloud_Videostreaming_V1beta1_ProxyRequest,
     context: ServerContext
   ) async throws -> Chrys_Cloud_Videostreaming_V1beta1_ProxyResponse {
-    throw RPCError(code: .unimplemented, message: "Proxy (RTMP passthrough) is not implemented yet in this relay-server")
+    let device = try knownDevice(request.deviceID).device
+    if request.passthrough {
+      guard let url = proxies.endpoint(for: device.id) else {
+        throw RPCError(
+          code: .failedPrecondition,
+          message: "no RTMP endpoint is configured for device \(device.id): start relay-server with --rtmp-endpoint \(device.id)=rtmp://HOST/APP/KEY (or '*=rtmp://HOST/APP/{device}' for every device)")
+      }
+      proxies.start(device, url: url)
+    } else {
+      proxies.stop(device.id)
+    }
+    return .with {
+      $0.deviceID = device.id.rawValue
+      $0.passthrough = request.passthrough
+    }
   }
 
+  /// start=true records the device into MP4 segments from its next keyframe; false closes the segment
+  /// (the answer comes once it is closed).
   func storage(
     request: Chrys_Cloud_Videostreaming_V1beta1_StorageRequest,
     context: ServerContext
   ) async throws -> Chrys_Cloud_Videostreaming_V1beta1_StorageResponse {
-    throw RPCError(code: .unimplemented, message: "Storage (recording) is not implemented yet in this relay-server")
+    let device = try knownDevice(request.deviceID).device
+    if request.start {
+      recordings.start(device)
+    } else {
+      await recordings.stop(device.id)
+    }
+    return .with {
+      $0.deviceID = device.id.rawValue
+      $0.start = request.start
+    }
   }
 
   func systemTime(

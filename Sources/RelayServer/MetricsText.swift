@@ -1,5 +1,6 @@
 import Annotations
 import Foundation
+import RelayCore
 
 /// The server's figures in Prometheus' text format.
 struct MetricsText {
@@ -8,6 +9,8 @@ struct MetricsText {
   let outbox: AnnotationOutbox
   let annotations: AnnotationMetrics
   let upstreamConfigured: Bool
+  let recordings: Recordings
+  let proxies: Proxies
 
   func render() -> String {
     var out = ""
@@ -48,6 +51,25 @@ struct MetricsText {
            [("", "\(annotations.forwardFailures.load(ordering: .relaxed))")])
     family("framerelay_annotations_upstream_configured", "gauge", "1 when --annotations-upstream is set, 0 when annotations only accumulate.",
            [("", upstreamConfigured ? "1" : "0")])
+    let ids = registry.all.map { (label: "{device=\"\($0.device.id)\"}", id: $0.device.id) }
+    family("framerelay_recording_on", "gauge", "1 while the device is being recorded (Storage start=true).",
+           ids.map { ($0.label, recordings.isRecording($0.id) ? "1" : "0") })
+    family("framerelay_recording_frames_total", "counter", "Frames written to recording segments.",
+           ids.map { ($0.label, "\(recordings.metrics.counts($0.id).frames)") })
+    family("framerelay_recording_errors_total", "counter", "Recordings stopped by a write error (a full disk, say).",
+           ids.map { ($0.label, "\(recordings.metrics.counts($0.id).errors)") })
+    family("framerelay_recording_bytes", "gauge", "Bytes of all recording segments on disk (at the last retention check).",
+           [("", "\(recordings.metrics.bytesOnDisk.load(ordering: .relaxed))")])
+    let proxyFigures = proxies.metrics.all
+    let proxied = ids.map { (label: $0.label, figures: proxyFigures[$0.id] ?? ProxyMetrics.Figures()) }
+    family("framerelay_proxy_on", "gauge", "1 while RTMP passthrough is on (Proxy passthrough=true).",
+           proxied.map { ($0.label, $0.figures.on ? "1" : "0") })
+    family("framerelay_proxy_connected", "gauge", "1 while the RTMP endpoint accepts the stream.",
+           proxied.map { ($0.label, $0.figures.connected ? "1" : "0") })
+    family("framerelay_proxy_packets_total", "counter", "Packets pushed to the RTMP endpoint.",
+           proxied.map { ($0.label, "\($0.figures.packets)") })
+    family("framerelay_proxy_reconnects_total", "counter", "Times the RTMP connection failed and was retried.",
+           proxied.map { ($0.label, "\($0.figures.reconnects)") })
     family("process_resident_memory_bytes", "gauge", "Resident memory.", [("", "\(Self.residentBytes)")])
     return out
   }

@@ -1,4 +1,5 @@
 import Annotations
+import Foundation
 import GRPCCore
 import GRPCNIOTransportHTTP2
 import Logging
@@ -28,12 +29,17 @@ public struct RelayServer: Sendable {
       logger.error("annotations outbox unavailable, Annotate will fail until this is fixed: \(error)")
     }
     let forwarder = try makeForwarder(outbox: outbox, metrics: annotationMetrics)
+    let recordings = Recordings(
+      directory: (configuration.dataDirectory as NSString).appendingPathComponent("recordings"),
+      settings: configuration.recordingSettings, logger: logger)
+    let proxies = Proxies(endpoints: configuration.rtmpEndpoints, logger: logger)
     let services: [any RegistrableRPCService] = [
       IngestService(registry: registry, configuration: configuration, logger: logger),
       ImageService(
         registry: registry, cursors: ConsumerCursors(capacity: configuration.maxConsumers),
         replays: ReplayLimiter(limit: configuration.maxReplays), metrics: decoderMetrics,
-        outbox: outbox, annotationMetrics: annotationMetrics, configuration: configuration, logger: logger),
+        outbox: outbox, annotationMetrics: annotationMetrics, recordings: recordings, proxies: proxies,
+        configuration: configuration, logger: logger),
       HealthService(),
     ]
     let server = GRPCServer(
@@ -49,7 +55,7 @@ public struct RelayServer: Sendable {
           let metricsServer = MetricsServer(host: host, port: configuration.metricsPort) {
             MetricsText(
               registry: registry, decoders: decoderMetrics, outbox: outbox, annotations: annotationMetrics,
-              upstreamConfigured: forwarder != nil
+              upstreamConfigured: forwarder != nil, recordings: recordings, proxies: proxies
             ).render()
           }
           group.addTask { try await metricsServer.run(onListening: onMetricsListening) }
@@ -57,6 +63,7 @@ public struct RelayServer: Sendable {
         if let forwarder {
           group.addTask { try await forwarder.run() }
         }
+        group.addTask { await recordings.runRetention() }
         try await serve(server, onListening: onListening)
         group.cancelAll()
       }

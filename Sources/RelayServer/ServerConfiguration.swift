@@ -38,7 +38,18 @@ public struct ServerConfiguration: Sendable {
   /// Per upstream request.
   public var annotationsTimeout: Duration = .seconds(5)
 
+  /// Proxy passthrough targets: device id (or `*`) → RTMP URL (`{device}` is replaced by the id).
+  public var rtmpEndpoints: [String: String] = [:]
+  /// Recording segments and retention.
+  public var recordSegmentSeconds: Double = 60
+  public var recordMaxAgeSeconds: Double = 86_400
+  public var recordMaxBytes = 10 << 30
+
   public init() {}
+
+  var recordingSettings: Recordings.Settings {
+    .init(segmentSeconds: recordSegmentSeconds, maxAgeSeconds: recordMaxAgeSeconds, maxBytes: recordMaxBytes)
+  }
 
   var ringLimits: PacketRing.Limits { .init(maxBytes: ringMaxBytes, maxSeconds: ringMaxSeconds) }
 }

@@ -65,6 +65,20 @@ struct RelayServerCommand: AsyncParsableCommand {
   @Option(help: "Timeout of one upstream request, ms.")
   var annotationsTimeoutMs = 5000
 
+  @Option(help: ArgumentHelp(
+    "RTMP endpoint for Proxy passthrough, DEVICE=URL; repeatable. DEVICE * means every device; {device} in URL is replaced by the device id.",
+    valueName: "device=url"))
+  var rtmpEndpoint: [String] = []
+
+  @Option(help: "Start a new recording segment at the first keyframe after this many seconds.")
+  var recordSegmentSeconds: Double = 60
+
+  @Option(help: "Delete recording segments older than this many seconds.")
+  var recordMaxAgeSeconds: Double = 86_400
+
+  @Option(help: "Delete the oldest recording segments while all of them together exceed this many bytes.")
+  var recordMaxBytes = 10 << 30
+
   @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
   var logLevel: Logger.Level = .info
 
@@ -87,6 +101,15 @@ struct RelayServerCommand: AsyncParsableCommand {
     }
     guard annotationsBatchSize > 0, annotationsBatchWaitMs >= 0, annotationsRetryMaxMs > 0, annotationsTimeoutMs > 0 else {
       throw ValidationError("--annotations-batch-size, --annotations-retry-max-ms and --annotations-timeout-ms must be positive")
+    }
+    for endpoint in rtmpEndpoint {
+      let parts = endpoint.split(separator: "=", maxSplits: 1)
+      guard parts.count == 2, !parts[0].isEmpty, parts[1].lowercased().hasPrefix("rtmp") else {
+        throw ValidationError("--rtmp-endpoint \(endpoint) is not DEVICE=rtmp://HOST[:PORT]/APP/KEY")
+      }
+    }
+    guard recordSegmentSeconds > 0, recordMaxAgeSeconds > 0, recordMaxBytes > 0 else {
+      throw ValidationError("--record-segment-seconds, --record-max-age-seconds and --record-max-bytes must be positive")
     }
     guard maxFrameBytes > 0, ringMaxBytes > 0, ringMaxSeconds > 0, maxDevices > 0, window > 0 else {
       throw ValidationError("limits must be positive")
@@ -141,6 +164,13 @@ struct RelayServerCommand: AsyncParsableCommand {
     configuration.annotationsForwarding.backoff = Backoff(
       initialSeconds: min(0.25, Double(annotationsRetryMaxMs) / 1000), maximumSeconds: Double(annotationsRetryMaxMs) / 1000)
     configuration.annotationsTimeout = .milliseconds(annotationsTimeoutMs)
+    for endpoint in rtmpEndpoint {
+      let parts = endpoint.split(separator: "=", maxSplits: 1).map(String.init)
+      configuration.rtmpEndpoints[parts[0]] = parts[1]
+    }
+    configuration.recordSegmentSeconds = recordSegmentSeconds
+    configuration.recordMaxAgeSeconds = recordMaxAgeSeconds
+    configuration.recordMaxBytes = recordMaxBytes
 
     let server = RelayServer(configuration: configuration, logger: logger)
     let serving = Task {

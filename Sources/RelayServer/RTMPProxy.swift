@@ -1,0 +1,108 @@
+import Foundation
+import Logging
+import Media
+import RelayCore
+import Synchronization
+
+/// Proxy passthrough for one device: its packets remuxed (no re-encode) into FLV and pushed to an RTMP
+/// endpoint, from the ring's newest keyframe on. When the endpoint goes away it reconnects with
+/// back-off, starting again at a keyframe, until stopped.
+final class RTMPProxy: Sendable {
+  let device: Device
+  let url: String
+  private let metrics: ProxyMetrics
+  private let logger: Logger
+  private let backoff = Backoff(initialSeconds: 0.5, maximumSeconds: 10)
+  private let interrupt = MediaInterrupt()
+
+  init(device: Device, url: String, metrics: ProxyMetrics, logger: Logger) {
+    self.device = device
+    self.url = url
+    self.metrics = metrics
+    self.logger = logger
+  }
+
+  func start() {
+    metrics.update(device.id) { $0.on = true }
+    DedicatedThread.start(name: "rtmp-\(device.id)") { [self] in run() }
+  }
+
+  /// Stops at once: a blocked network write is interrupted.
+  func stop() {
+    interrupt.set()
+    metrics.update(device.id) { $0.on = false }
+  }
+
+  var isStopped: Bool { interrupt.isSet }
+
+  private func run() {
+    var failures = 0
+    while !interrupt.isSet {
+      do {
+        try pushOnce()
+      } catch {
+        guard !interrupt.isSet else { break }
+        failures += 1
+        metrics.update(device.id) { $0.connected = false; $0.reconnects += 1 }
+        let delay = backoff.delay(attempt: failures - 1)
+        logger.warning(
+          "RTMP passthrough of \(device.id) to \(url): \(error); reconnecting in \(String(format: "%.1f", delay))s")
+        sleep(seconds: delay)
+        continue
+      }
+    }
+    metrics.update(device.id) { $0.connected = false }
+  }
+
+  /// One connection: from the newest keyframe until a write fails or the proxy is stopped.
+  private func pushOnce() throws(MediaError) {
+    var follower = PacketFollower(device: device, after: device.indexBeforeNewestKeyframe)
+    var muxer: PacketMuxer?
+    var timeline: MillisecondTimeline?
+    var codec: CodecConfiguration?
+    defer { try? muxer?.finish() }
+    while let (packets, _) = follower.next(stop: { _ in interrupt.isSet }) {
+      for packet in packets {
+        if muxer == nil || codec !== packet.codec {
+          guard packet.isKeyframe else { continue }
+          try? muxer?.finish()
+          let description = packet.codec.description
+          muxer = try PacketMuxer(
+            url: url, format: "flv", codecName: description.name, width: description.width,
+            height: description.height, extradata: packet.parameterSets, timeBase: (1, 1000),
+            options: ["rw_timeout": "5000000"], interrupt: interrupt)
+          timeline = MillisecondTimeline(startMs: packet.timestampMs)
+          codec = packet.codec
+          metrics.update(device.id) { $0.connected = true }
+          logger.info("RTMP passthrough connected", metadata: ["device": "\(device.id)", "url": "\(url)"])
+        }
+        let (pts, dts) = timeline!.stamps(for: packet)
+        try muxer!.write(packet.data, pts: pts, dts: dts, isKeyframe: packet.isKeyframe)
+        metrics.update(device.id) { $0.packets += 1 }
+      }
+    }
+  }
+
+  private func sleep(seconds: Double) {
+    let until = Date(timeIntervalSinceNow: seconds)
+    while !interrupt.isSet && Date() < until { Thread.sleep(forTimeInterval: 0.05) }
+  }
+}
+
+/// Proxy figures per device, for /metrics.
+final class ProxyMetrics: Sendable {
+  struct Figures: Sendable {
+    var on = false
+    var connected = false
+    var packets = 0
+    var reconnects = 0
+  }
+
+  private let figures = Mutex<[DeviceID: Figures]>([:])
+
+  func update(_ device: DeviceID, _ change: (inout Figures) -> Void) {
+    figures.withLock { change(&$0[device, default: Figures()]) }
+  }
+
+  var all: [DeviceID: Figures] { figures.withLock { $0 } }
+}
