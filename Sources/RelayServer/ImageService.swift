@@ -59,7 +59,7 @@ struct ImageService: Chrys_Cloud_Videostreaming_V1beta1_Image.SimpleServiceProto
         code: .invalidArgument,
         message: "timestamp_from \(request.timestampFrom) is after timestamp_to \(request.timestampTo) (ms since the Unix epoch)")
     }
-    let packets = entry.device.replayPackets(fromMs: request.timestampFrom, toMs: toMs)
+    let packets = replayPackets(entry.device, fromMs: request.timestampFrom, toMs: toMs)
     guard !packets.isEmpty else { return }  // nothing in the range: zero frames, OK
     guard replays.tryAcquire() else {
       throw RPCError(
@@ -75,6 +75,18 @@ struct ImageService: Chrys_Cloud_Videostreaming_V1beta1_Image.SimpleServiceProto
     while let frame = try await frames.next() {
       try await response.write(VideoFrame(frame, device: entry.device.id))
     }
+  }
+
+  /// The ring's packets for the range, preceded by recorded ones when the range starts before the ring.
+  private func replayPackets(_ device: Device, fromMs: Int64, toMs: Int64) -> [StoredPacket] {
+    let ring = device.replayPackets(fromMs: fromMs, toMs: toMs)
+    let ringStartMs = device.bufferSummary?.startMs ?? Int64.max
+    guard fromMs > 0, fromMs < ringStartMs else { return ring }
+    let segments = recordings.segments(of: device.id)
+    guard !segments.isEmpty else { return ring }
+    let recorded = RecordedPackets.read(
+      segments, fromMs: fromMs, beforeMs: min(ringStartMs, toMs == .max ? .max : toMs + 1), logger: logger)
+    return recorded + ring
   }
 
   func videoProbe(
