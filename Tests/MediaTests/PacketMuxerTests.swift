@@ -1,0 +1,52 @@
+import Foundation
+import Media
+import Testing
+
+@Suite struct PacketMuxerTests {
+  /// testsrc2 → libx264 → PacketMuxer (MP4) → MediaInput: every packet comes back, keyframes where they were.
+  @Test func packetsWrittenToMP4ReadBackUnchanged() throws {
+    let pattern = try TestPattern(width: 160, height: 120, frameRate: 30, gop: 10)
+    let path = NSTemporaryDirectory() + "muxer-\(UUID().uuidString).mp4"
+    defer { try? FileManager.default.removeItem(atPath: path) }
+    let muxer = try PacketMuxer(
+      url: path, format: "mp4", codecName: "h264", width: 160, height: 120, extradata: pattern.stream.extradata,
+      timeBase: (1, 1000), options: ["movflags": "+frag_keyframe+empty_moov+default_base_moof"])
+    var keyframes: [Bool] = []
+    for index in 0..<25 {
+      let packet = try #require(try pattern.readVideoPacket())
+      keyframes.append(packet.isKeyframe)
+      try muxer.write(packet.data, pts: Int64(index) * 40, dts: Int64(index) * 40, isKeyframe: packet.isKeyframe)
+    }
+    try muxer.finish()
+
+    let input = try MediaInput(url: path)
+    #expect(input.stream.codecName == "h264" && input.stream.width == 160 && input.stream.height == 120)
+    var readBack: [(key: Bool, dtsMs: Int64)] = []
+    while let packet = try input.readVideoPacket() {
+      let dtsMs = (packet.dts ?? 0) * 1000 * Int64(input.stream.timeBaseNumerator) / Int64(input.stream.timeBaseDenominator)
+      readBack.append((packet.isKeyframe, dtsMs))
+    }
+    #expect(readBack.map(\.key) == keyframes)
+    #expect(readBack.map(\.dtsMs) == (0..<25).map { Int64($0) * 40 })
+  }
+
+  @Test func anUnwritablePathIsAClearError() throws {
+    #expect(throws: MediaError.self) {
+      try PacketMuxer(
+        url: "/proc/framerelay-cannot-write-here.mp4", format: "mp4", codecName: "h264", width: 16, height: 16,
+        extradata: Data(), timeBase: (1, 1000))
+    }
+  }
+}
+
+@Suite struct ParameterSetsTests {
+  @Test func copiesSPSAndPPSOutOfAnH264Keyframe() {
+    let sps: [UInt8] = [0x67, 0x42, 0x00, 0x1e]
+    let pps: [UInt8] = [0x68, 0xce, 0x38, 0x80]
+    let slice: [UInt8] = [0x65, 0x88, 0x84, 0x00]
+    let accessUnit = Data([0, 0, 0, 1] + sps + [0, 0, 1] + pps + [0, 0, 0, 1] + slice)
+    #expect(ParameterSets.annexB(in: accessUnit, codecName: "h264") == Data([0, 0, 0, 1] + sps + [0, 0, 0, 1] + pps))
+    #expect(ParameterSets.annexB(in: Data([0, 0, 0, 1] + slice), codecName: "h264").isEmpty)
+    #expect(ParameterSets.annexB(in: accessUnit, codecName: "mjpeg").isEmpty)
+  }
+}
