@@ -39,5 +39,7 @@ final class Proxies: Sendable {
     logger.info("RTMP passthrough off", metadata: ["device": "\(device)"])
   }
 
-  func isOn(_ device: DeviceID) -> Bool { running.withLock { $0[device].map { !$0.isStopped } ?? false } }
+  func stopAll() {
+    for device in running.withLock({ Array($0.keys) }) { stop(device) }
+  }
 }

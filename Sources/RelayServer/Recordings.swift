@@ -57,6 +57,10 @@ final class Recordings: Sendable {
     logger.info("recording stopped", metadata: ["device": "\(device)"])
   }
 
+  func stopAll() async {
+    for device in recorders.withLock({ Array($0.keys) }) { await stop(device) }
+  }
+
   func isRecording(_ device: DeviceID) -> Bool { recorders.withLock { $0[device]?.isRecording ?? false } }
 
   /// Why the device's last recording ended early, if it did.

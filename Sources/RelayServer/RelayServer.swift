@@ -70,6 +70,9 @@ public struct RelayServer: Sendable {
     } catch where Task.isCancelled {
       // Asked to stop (SIGINT/SIGTERM): the transport reports the cancellation; that is a clean stop.
     }
+    // Recordings end with their segments closed (a clean stop leaves complete files); passthroughs end.
+    proxies.stopAll()
+    await recordings.stopAll()
   }
 
   private func makeForwarder(outbox: AnnotationOutbox, metrics: AnnotationMetrics) throws -> AnnotationForwarder? {
