@@ -50,6 +50,7 @@ public final class AnnotationOutbox: @unchecked Sendable {
 
   // Owned by the worker thread.
   private var connection: SQLiteConnection?
+  private var insert: SQLiteStatement?
   /// Logs a failure once, not per call, until a commit succeeds again.
   private var failing = false
 
@@ -134,8 +135,11 @@ public final class AnnotationOutbox: @unchecked Sendable {
     let result = run { connection throws(SQLiteError) in
       try connection.execute("BEGIN IMMEDIATE")
       do throws(SQLiteError) {
-        let statement = try connection.prepare(
-          "INSERT OR IGNORE INTO outbox (id, device, created_ms, request) VALUES (?, ?, ?, ?)")
+        if insert == nil {
+          insert = try connection.prepare(
+            "INSERT OR IGNORE INTO outbox (id, device, created_ms, request) VALUES (?, ?, ?, ?)")
+        }
+        let statement = insert!
         var added = 0
         let now = WallClock.nowMs()
         for insert in inserts {
