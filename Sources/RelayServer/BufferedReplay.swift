@@ -2,7 +2,7 @@ import Logging
 import RelayCore
 import Synchronization
 
-/// VideoBufferedImage's work: decode a slice of a device's ring on a thread of its own and hand over the
+/// VideoBufferedImage's work: decode a slice of a device's ring (and recordings before it) on a thread of its own and hand over the
 /// frames whose timestamps lie in the range. The consumer sets the pace: at most `bufferedFrames`
 /// decoded frames wait for it, and closing the queue (a cancelled or finished call) stops the thread
 /// at its next frame.
@@ -10,6 +10,8 @@ struct BufferedReplay {
   static let bufferedFrames = 2
 
   let packets: [StoredPacket]
+  /// Packets from recordings that come before `packets`, read on the replay thread.
+  let recorded: (@Sendable () -> [StoredPacket])?
   let fromMs: Int64
   let toMs: Int64
   let device: DeviceID
@@ -21,7 +23,7 @@ struct BufferedReplay {
     let frames = HandoffQueue<LiveFrame>(capacity: Self.bufferedFrames)
     DedicatedThread.start(name: "replay-\(device)") { [self] in
       var decoder = PacketDecoder(device: device, metrics: metrics, logger: logger)
-      for packet in packets {
+      for packet in (recorded?() ?? []) + packets {
         guard !frames.isFinished else { return }
         for frame in decoder.decode(packet) where inRange(frame) {
           guard frames.push(frame) else { return }

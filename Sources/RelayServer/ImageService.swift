@@ -59,8 +59,9 @@ struct ImageService: Chrys_Cloud_Videostreaming_V1beta1_Image.SimpleServiceProto
         code: .invalidArgument,
         message: "timestamp_from \(request.timestampFrom) is after timestamp_to \(request.timestampTo) (ms since the Unix epoch)")
     }
-    let packets = replayPackets(entry.device, fromMs: request.timestampFrom, toMs: toMs)
-    guard !packets.isEmpty else { return }  // nothing in the range: zero frames, OK
+    let packets = entry.device.replayPackets(fromMs: request.timestampFrom, toMs: toMs)
+    let recorded = recordedPackets(entry.device, fromMs: request.timestampFrom, toMs: toMs)
+    guard !packets.isEmpty || recorded != nil else { return }  // nothing in the range: zero frames, OK
     guard replays.tryAcquire() else {
       throw RPCError(
         code: .resourceExhausted,
@@ -68,7 +69,7 @@ struct ImageService: Chrys_Cloud_Videostreaming_V1beta1_Image.SimpleServiceProto
     }
     defer { replays.release() }
     let replay = BufferedReplay(
-      packets: packets, fromMs: request.timestampFrom, toMs: toMs, device: entry.device.id, metrics: metrics,
+      packets: packets, recorded: recorded, fromMs: request.timestampFrom, toMs: toMs, device: entry.device.id, metrics: metrics,
       logger: logger)
     let frames = replay.start()
     defer { frames.finish() }  // a cancelled or failed call stops the decoding thread
@@ -77,16 +78,16 @@ struct ImageService: Chrys_Cloud_Videostreaming_V1beta1_Image.SimpleServiceProto
     }
   }
 
-  /// The ring's packets for the range, preceded by recorded ones when the range starts before the ring.
-  private func replayPackets(_ device: Device, fromMs: Int64, toMs: Int64) -> [StoredPacket] {
-    let ring = device.replayPackets(fromMs: fromMs, toMs: toMs)
+  /// When the range starts before the ring: reads the recorded packets that precede it (on the
+  /// replay's thread: listing and demuxing segments blocks).
+  private func recordedPackets(_ device: Device, fromMs: Int64, toMs: Int64) -> (@Sendable () -> [StoredPacket])? {
     let ringStartMs = device.bufferSummary?.startMs ?? Int64.max
-    guard fromMs > 0, fromMs < ringStartMs else { return ring }
-    let segments = recordings.segments(of: device.id)
-    guard !segments.isEmpty else { return ring }
-    let recorded = RecordedPackets.read(
-      segments, fromMs: fromMs, beforeMs: min(ringStartMs, toMs == .max ? .max : toMs + 1), logger: logger)
-    return recorded + ring
+    guard fromMs > 0, fromMs < ringStartMs else { return nil }
+    let beforeMs = min(ringStartMs, toMs == .max ? .max : toMs + 1)
+    let (recordings, id, logger) = (recordings, device.id, logger)
+    return {
+      RecordedPackets.read(recordings.segments(of: id), fromMs: fromMs, beforeMs: beforeMs, logger: logger)
+    }
   }
 
   func videoProbe(
