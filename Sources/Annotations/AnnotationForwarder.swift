@@ -77,8 +77,7 @@ public struct AnnotationForwarder: Sendable {
 
   /// Seconds to wait for the batch to fill (or for anything at all), or nil to send it now.
   private func waitBeforeSending(_ batch: [OutboxEntry]) -> Double? {
-    let waitMs = Double(settings.batchWait.components.seconds) * 1000
-      + Double(settings.batchWait.components.attoseconds) / 1e15
+    let waitMs = settings.batchWait / .milliseconds(1)
     guard let oldest = batch.first else { return waitMs / 1000 }
     if batch.count >= settings.batchSize { return nil }
     let age = Double(WallClock.nowMs() - oldest.createdMs)

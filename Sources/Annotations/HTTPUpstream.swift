@@ -17,7 +17,7 @@ public struct HTTPUpstream: AnnotationUpstream {
     self.url = url
     self.signer = secret.map(RequestSigner.init(secret:))
     let configuration = URLSessionConfiguration.ephemeral
-    let seconds = Double(timeout.components.seconds) + Double(timeout.components.attoseconds) / 1e18
+    let seconds = timeout / .seconds(1)
     configuration.timeoutIntervalForRequest = seconds
     configuration.timeoutIntervalForResource = seconds
     self.session = URLSession(configuration: configuration)

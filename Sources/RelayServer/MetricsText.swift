@@ -19,7 +19,8 @@ struct MetricsText {
       for sample in samples { out += "\(name)\(sample.labels) \(sample.value)\n" }
     }
     let devices = registry.all.map { entry in
-      (label: "{device=\"\(entry.device.id)\"}", counters: entry.device.counters, ring: entry.device.ringUsage)
+      (label: "{device=\"\(entry.device.id)\"}", id: entry.device.id, counters: entry.device.counters,
+       ring: entry.device.ringUsage)
     }
     family("framerelay_frames_stored_total", "counter", "Frames stored in a device's ring (each acked once).",
            devices.map { ($0.label, "\($0.counters.framesStored)") })
@@ -51,17 +52,16 @@ struct MetricsText {
            [("", "\(annotations.forwardFailures.load(ordering: .relaxed))")])
     family("framerelay_annotations_upstream_configured", "gauge", "1 when --annotations-upstream is set, 0 when annotations only accumulate.",
            [("", upstreamConfigured ? "1" : "0")])
-    let ids = registry.all.map { (label: "{device=\"\($0.device.id)\"}", id: $0.device.id) }
     family("framerelay_recording_on", "gauge", "1 while the device is being recorded (Storage start=true).",
-           ids.map { ($0.label, recordings.isRecording($0.id) ? "1" : "0") })
+           devices.map { ($0.label, recordings.isRecording($0.id) ? "1" : "0") })
     family("framerelay_recording_frames_total", "counter", "Frames written to recording segments.",
-           ids.map { ($0.label, "\(recordings.metrics.counts($0.id).frames)") })
+           devices.map { ($0.label, "\(recordings.metrics.counts($0.id).frames)") })
     family("framerelay_recording_errors_total", "counter", "Recordings stopped by a write error (a full disk, say).",
-           ids.map { ($0.label, "\(recordings.metrics.counts($0.id).errors)") })
+           devices.map { ($0.label, "\(recordings.metrics.counts($0.id).errors)") })
     family("framerelay_recording_bytes", "gauge", "Bytes of all recording segments on disk (at the last retention check).",
            [("", "\(recordings.metrics.bytesOnDisk.load(ordering: .relaxed))")])
     let proxyFigures = proxies.metrics.all
-    let proxied = ids.map { (label: $0.label, figures: proxyFigures[$0.id] ?? ProxyMetrics.Figures()) }
+    let proxied = devices.map { (label: $0.label, figures: proxyFigures[$0.id] ?? ProxyMetrics.Figures()) }
     family("framerelay_proxy_on", "gauge", "1 while RTMP passthrough is on (Proxy passthrough=true).",
            proxied.map { ($0.label, $0.figures.on ? "1" : "0") })
     family("framerelay_proxy_connected", "gauge", "1 while the RTMP endpoint accepts the stream.",

@@ -15,7 +15,6 @@ final class Recordings: Sendable {
   /// A closed or open MP4 of one device.
   struct SegmentFile: Sendable {
     var path: String
-    var device: String
     var startMs: Int64
     var bytes: Int
     var modified: Date
@@ -68,7 +67,7 @@ final class Recordings: Sendable {
 
   /// The device's segments, oldest first.
   func segments(of device: DeviceID) -> [SegmentFile] {
-    Self.list(in: (directory as NSString).appendingPathComponent(device.rawValue), device: device.rawValue)
+    Self.list(in: (directory as NSString).appendingPathComponent(device.rawValue))
   }
 
   /// Deletes the oldest closed segments while any is older than the age bound or all together exceed
@@ -76,7 +75,7 @@ final class Recordings: Sendable {
   func enforceRetention() {
     let open = Set(recorders.withLock { $0.values.compactMap(\.openSegment) })
     let devices = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
-    var files = devices.flatMap { Self.list(in: (directory as NSString).appendingPathComponent($0), device: $0) }
+    var files = devices.flatMap { Self.list(in: (directory as NSString).appendingPathComponent($0)) }
     files.sort { $0.startMs < $1.startMs }
     var total = files.reduce(0) { $0 + $1.bytes }
     let oldestKept = Date(timeIntervalSinceNow: -settings.maxAgeSeconds)
@@ -101,14 +100,14 @@ final class Recordings: Sendable {
     }
   }
 
-  private static func list(in folder: String, device: String) -> [SegmentFile] {
+  private static func list(in folder: String) -> [SegmentFile] {
     let names = (try? FileManager.default.contentsOfDirectory(atPath: folder)) ?? []
     return names.compactMap { name -> SegmentFile? in
       guard let startMs = SegmentName.startMs(of: name) else { return nil }
       let path = (folder as NSString).appendingPathComponent(name)
       guard let attributes = try? FileManager.default.attributesOfItem(atPath: path) else { return nil }
       return SegmentFile(
-        path: path, device: device, startMs: startMs, bytes: (attributes[.size] as? Int) ?? 0,
+        path: path, startMs: startMs, bytes: (attributes[.size] as? Int) ?? 0,
         modified: (attributes[.modificationDate] as? Date) ?? Date())
     }.sorted { $0.startMs < $1.startMs }
   }

@@ -5,14 +5,13 @@ import Media
 /// is in the file name, so a packet's server time comes back as name + dts.
 struct Segment {
   let path: String
-  let startMs: Int64
   let codec: CodecConfiguration
   let muxer: PacketMuxer
   private var timeline: MillisecondTimeline
 
   init(first packet: StoredPacket, directory: String) throws(MediaError) {
     let description = packet.codec.description
-    startMs = packet.timestampMs
+    let startMs = packet.timestampMs
     codec = packet.codec
     timeline = MillisecondTimeline(startMs: startMs)
     path = (directory as NSString).appendingPathComponent(SegmentName.make(startMs: startMs))
@@ -27,6 +26,8 @@ struct Segment {
       // Fragmented: a segment cut short (power loss, SIGKILL) still plays up to its last fragment.
       options: ["movflags": "+frag_keyframe+empty_moov+default_base_moof"])
   }
+
+  var startMs: Int64 { timeline.startMs }
 
   mutating func write(_ packet: StoredPacket) throws(MediaError) {
     let (pts, dts) = timeline.stamps(for: packet)
