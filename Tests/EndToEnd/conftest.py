@@ -5,10 +5,9 @@ import numpy
 import pytest
 
 import support
-from support import ManagedProcess, RelayServer
+from support import ManagedProcess
 
 TEST_TIME_LIMIT = 60  # seconds; a hung test fails instead of stalling the whole run
-SERVER_READY_LINE = r"^relay-server listening on (\S+):(\d+)\s*$"
 
 
 def pytest_configure(config):
@@ -60,8 +59,8 @@ def processes(request, tmp_path):
                  and getattr(request.node, f"report_{when}").failed for when in ("setup", "call"))
     if failed:
         for process in started:
-            print(f"---- {process.name}: {' '.join(process.argv)} (exit {process.process.returncode})")
-            print(f"stdout:\n{support.tail(process.stdout())}\nstderr:\n{support.tail(process.stderr())}")
+            print(f"---- {process.name}: {' '.join(process.argv)} (exit {process.returncode})")
+            print(f"stdout:\n{process.tail('stdout')}\nstderr:\n{process.tail('stderr')}")
 
 
 @pytest.fixture
@@ -77,10 +76,7 @@ def start_server(processes, tmp_path):
         data_dir = [] if "--data-dir" in extra_args else ["--data-dir", str(tmp_path / f"data-{len(started)}")]
         started.append(data_dir)
         process = processes("relay-server", [support.RELAY_SERVER, "--listen", "127.0.0.1:0", *data_dir, *extra_args])
-        ready = process.wait_for_output(SERVER_READY_LINE, timeout=15)
-        host, port = ready.group(1), int(ready.group(2))
-        assert port != 0, "the ready line must carry the real port when port 0 was asked for"
-        return RelayServer(process, host, port)
+        return support.relay_server_ready(process, timeout=15)  # with --metrics-listen, metrics_address too
     started = []
     return start
 

@@ -4,8 +4,6 @@ import math
 import os
 import queue
 import re
-import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -18,12 +16,11 @@ import grpc
 import numpy
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-STUBS = REPO / "build" / "python"
-if not (STUBS / "chrysalis" / "video_streaming_pb2.py").exists():
-    raise RuntimeError(f"no Python stubs in {STUBS}: run scripts/setup first")
-sys.path.insert(0, str(STUBS))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
+import framerelay_support  # noqa: E402
+from framerelay_support import REPO, RelayServer, pick_port, tail  # noqa: E402,F401 (re-exported for the tests)
 
+framerelay_support.add_stubs_to_path()
 from chrysalis import video_streaming_pb2 as image_pb  # noqa: E402
 from chrysalis import video_streaming_pb2_grpc as image_grpc  # noqa: E402
 from framerelay.v1 import relay_pb2  # noqa: E402
@@ -45,74 +42,21 @@ def now_ms():
 
 # ---------------------------------------------------------------- processes
 
-class ManagedProcess:
-    """A child process whose stdout and stderr go to files (no pipe can fill up and stall it)."""
+class ManagedProcess(framerelay_support.ManagedProcess):
+    """framerelay_support's ManagedProcess (logs in files, started in the repo root) failing the test with
+    pytest.fail, the process's stderr tail in the message, when a wait for its output fails."""
 
-    def __init__(self, name, argv, log_dir, env=None):
-        self.name = name
-        self.argv = [str(a) for a in argv]
-        self.stdout_path = Path(log_dir) / f"{name}.stdout"
-        self.stderr_path = Path(log_dir) / f"{name}.stderr"
-        with open(self.stdout_path, "wb") as out, open(self.stderr_path, "wb") as err:
-            self.process = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
-                                            cwd=REPO, env={**os.environ, **(env or {})})
-
-    @property
-    def pid(self):
-        return self.process.pid
-
-    def alive(self):
-        return self.process.poll() is None
-
-    def stdout(self):
-        return self.stdout_path.read_text(errors="replace")
-
-    def stderr(self):
-        return self.stderr_path.read_text(errors="replace")
-
-    def wait_for_output(self, pattern, timeout, stream="stdout"):
-        """Waits for a line matching pattern; fails (with the process's stderr) on exit or timeout."""
-        read = self.stdout if stream == "stdout" else self.stderr
-        deadline = time.monotonic() + timeout
-        while True:
-            match = re.search(pattern, read(), re.MULTILINE)
-            if match:
-                return match
-            if not self.alive():
-                # One last look: the line may have been written just before the exit.
-                match = re.search(pattern, read(), re.MULTILINE)
-                if match:
-                    return match
-                pytest.fail(f"{self.name} exited with {self.process.returncode} before printing "
-                            f"/{pattern}/ on {stream}; stderr tail:\n{tail(self.stderr())}")
-            if time.monotonic() > deadline:
-                pytest.fail(f"{self.name} did not print /{pattern}/ on {stream} within {timeout}s; "
-                            f"stderr tail:\n{tail(self.stderr())}")
-            time.sleep(0.05)
-
-    def stop(self, timeout=5.0, sig=signal.SIGTERM):
-        """Sends sig and waits; returns the exit code, or None if it had to be killed."""
-        if not self.alive():
-            return self.process.returncode
-        self.process.send_signal(sig)
-        try:
-            return self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(5)
-            return None
+    def fail(self, error):
+        __tracebackhide__ = True
+        pytest.fail(str(error))
 
 
-def tail(text, lines=30):
-    return "\n".join(text.splitlines()[-lines:])
-
-
-class RelayServer:
-    def __init__(self, process, host, port):
-        self.process = process
-        self.host = host
-        self.port = port
-        self.address = f"{host}:{port}"
+def relay_server_ready(process, timeout=15):
+    """RelayServer once the ready line (and the metrics line, with --metrics-listen) is out."""
+    __tracebackhide__ = True
+    server = framerelay_support.relay_server_ready(process, timeout)
+    assert server.port != 0, "the ready line must carry the real port when port 0 was asked for"
+    return server
 
 
 # ---------------------------------------------------------------- consumers
@@ -176,13 +120,6 @@ def wait_for_status(stub, device, predicate, timeout):
             return last
         time.sleep(0.1)
     pytest.fail(f"{device} never reached the expected state; last ListStreams entry: {last}")
-
-
-def pick_port():
-    """A loopback port nothing listens on right now (bound and released)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def image_of(frame):

@@ -27,8 +27,6 @@ from upstreams import GrpcUpstream, HttpUpstream, ID_METADATA_KEY
 
 pytestmark = pytest.mark.binaries
 
-SERVER_READY_LINE = r"^relay-server listening on (\S+):(\d+)\s*$"
-METRICS_READY_LINE = r"^relay-server metrics on (\S+)\s*$"
 OUTBOX = "annotations.sqlite"
 ANNOTATE_TIMEOUT = 20.0  # seconds per call: a debug build under 400 calls in flight on 2 cores
 START_MS = 1_700_000_000_000
@@ -166,9 +164,8 @@ def start_relay(processes, data_dir, *args):
     """relay-server on 127.0.0.1:0 with --data-dir and metrics on a free port."""
     process = processes("relay-server", [support.RELAY_SERVER, "--listen", "127.0.0.1:0", "--data-dir", data_dir,
                                          "--metrics-listen", "127.0.0.1:0", *args])
-    ready = process.wait_for_output(SERVER_READY_LINE, timeout=20)
-    metrics = process.wait_for_output(METRICS_READY_LINE, timeout=20).group(1)
-    return Relay(process, f"{ready.group(1)}:{ready.group(2)}", metrics, data_dir)
+    server = support.relay_server_ready(process, timeout=20)
+    return Relay(process, server.address, server.metrics_address, data_dir)
 
 
 # ---------------------------------------------------------------- what the upstream got

@@ -5,8 +5,6 @@ The script puts the two programs in network namespaces of their own joined by a 
 without it (or without `ip`/`iptables`) it exits 77 with the reason and this test skips.
 """
 import json
-import signal
-import subprocess
 import sys
 
 import pytest
@@ -28,18 +26,14 @@ def time_limit():
 def test_partitions_lose_no_frame_and_store_none_twice(tmp_path):
     out = tmp_path / "partition.json"
     argv = [sys.executable, str(SCRIPT), "--short", "--bin-dir", str(support.BIN_DIR), "--json", str(out)]
-    script = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                              text=True, cwd=support.REPO)
+    script = support.ManagedProcess("partition-test", argv, tmp_path, merge_output=True)
     try:
-        output, _ = script.communicate(timeout=SCRIPT_LIMIT)
-    except subprocess.TimeoutExpired:
-        script.send_signal(signal.SIGTERM)  # it stops its processes and removes its namespaces on SIGTERM
-        output, _ = script.communicate(timeout=30)
-        pytest.fail(f"scripts/partition-test --short ran longer than {SCRIPT_LIMIT} s:\n{output}")
+        if script.wait(SCRIPT_LIMIT) is None:
+            script.stop(timeout=30)  # SIGTERM: it stops its processes and removes its namespaces
+            pytest.fail(f"scripts/partition-test --short ran longer than {SCRIPT_LIMIT} s:\n{script.stdout()}")
     finally:
-        if script.poll() is None:
-            script.kill()
-            script.wait(10)
+        script.stop(timeout=30)
+    output = script.stdout()
     if script.returncode == SKIPPED:
         pytest.skip(output.strip().splitlines()[-1] if output.strip() else "partition-test skipped")
     assert out.exists(), f"no JSON from scripts/partition-test (exit {script.returncode}):\n{output}"

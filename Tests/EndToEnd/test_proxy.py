@@ -41,8 +41,7 @@ def start_rtmp_server(processes):
 def start_relay(start_server, tmp_path, *args):
     """relay-server with its data in tmp_path and metrics on; returns (server, metrics address)."""
     server = start_server("--data-dir", tmp_path / "data", "--metrics-listen", "127.0.0.1:0", *args)
-    metrics = server.process.wait_for_output(r"^relay-server metrics on (\S+)$", timeout=15).group(1)
-    return server, metrics
+    return server, server.metrics_address
 
 
 def metric(address, name, device):

@@ -21,9 +21,7 @@ def start_server_on(processes, port, data_dir):
     """relay-server on a fixed port (so a client can find a replacement) with metrics on a free one."""
     process = processes("relay-server", [support.RELAY_SERVER, "--listen", f"127.0.0.1:{port}",
                                          "--metrics-listen", "127.0.0.1:0", "--data-dir", str(data_dir)])
-    process.wait_for_output(r"^relay-server listening on (\S+):(\d+)$", timeout=15)
-    metrics = process.wait_for_output(r"^relay-server metrics on (\S+)$", timeout=15).group(1)
-    return process, metrics
+    return process, support.relay_server_ready(process, timeout=15).metrics_address
 
 
 def metrics_of(address, device):

@@ -54,8 +54,7 @@ def gop10_clip(tmp_path_factory):
 def start_relay(start_server, data_dir, *args):
     """relay-server with its data in data_dir and metrics on; returns (server, metrics address)."""
     server = start_server("--data-dir", data_dir, "--metrics-listen", "127.0.0.1:0", *args)
-    metrics = server.process.wait_for_output(r"^relay-server metrics on (\S+)$", timeout=15).group(1)
-    return server, metrics
+    return server, server.metrics_address
 
 
 def metric(address, name, device=None):

@@ -38,13 +38,10 @@ from urllib.parse import urlsplit
 import grpc
 from google.protobuf import json_format
 
-REPO = Path(__file__).resolve().parents[2]
-STUBS = REPO / "build" / "python"
-if not (STUBS / "chrysalis" / "video_streaming_pb2.py").exists():
-    raise RuntimeError(f"no Python stubs in {STUBS}: run scripts/setup first")
-if str(STUBS) not in sys.path:
-    sys.path.insert(0, str(STUBS))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
+import framerelay_support  # noqa: E402
 
+framerelay_support.add_stubs_to_path()
 from chrysalis import video_streaming_pb2, video_streaming_pb2_grpc  # noqa: E402
 
 ANNOTATE_PATH = "/chrys.cloud.videostreaming.v1beta1.Image/Annotate"

@@ -17,23 +17,22 @@ import datetime
 import itertools
 import os
 import platform
-import re
 import resource
 import shutil
-import signal
 import sqlite3
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.request
 import uuid
 
-REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-sys.path.insert(0, os.path.join(REPO, "build", "python"))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+import framerelay_support  # noqa: E402
+from framerelay_support import ProcessError, metric_value, percentile, process_cpu_seconds  # noqa: E402
 
+REPO = str(framerelay_support.REPO)
+framerelay_support.add_stubs_to_path()
 import grpc  # noqa: E402
 from chrysalis import video_streaming_pb2 as pb, video_streaming_pb2_grpc as rpc  # noqa: E402
 
@@ -58,12 +57,6 @@ def annotation(thread, number):
         offset_frame_id=number, custom_meta_1=f"bench:{thread}:{number}")
 
 
-def percentile(sorted_values, fraction):
-    if not sorted_values:
-        return None
-    return sorted_values[min(len(sorted_values) - 1, int(round(fraction * (len(sorted_values) - 1))))]
-
-
 def filesystem_of(path):
     """(mount point, type) of the file system holding path, from /proc/mounts."""
     path = os.path.realpath(path)
@@ -82,55 +75,16 @@ def filesystem_of(path):
     return best
 
 
-def process_cpu_seconds(pid):
-    """utime + stime of a process, from /proc (None if unreadable)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, IndexError, ValueError):
-        return None
-
-
 def own_cpu_seconds():
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
 
 
-def wait_for_lines(process, path, patterns, timeout_s):
-    """{key: first group of the pattern} once every pattern matched a line of file `path`."""
-    deadline = time.monotonic() + timeout_s
-    found = {}
-    while True:
-        with open(path, errors="replace") as f:
-            text = f.read()
-        for key, pattern in patterns.items():
-            match = re.search(pattern, text, re.M)
-            if match:
-                found[key] = match.group(1)
-        if len(found) == len(patterns):
-            return found
-        if process.poll() is not None:
-            raise BenchError(f"relay-server exited with {process.returncode} before printing its addresses")
-        if time.monotonic() > deadline:
-            raise BenchError(f"relay-server printed no {sorted(set(patterns) - set(found))} within {timeout_s} s")
-        time.sleep(0.05)
-
-
 def metric(address, name):
-    text = urllib.request.urlopen(f"http://{address}/metrics", timeout=5).read().decode()
-    match = re.search(rf"^{name}(?:{{}})? ([0-9.eE+-]+)$", text, re.M)
-    if not match:
+    value = metric_value(address, name)
+    if value is None:
         raise BenchError(f"relay-server's metrics have no {name}")
-    return float(match.group(1))
-
-
-def tail(path, lines=5):
-    try:
-        with open(path, errors="replace") as f:
-            return "".join(f.readlines()[-lines:]).rstrip()
-    except OSError:
-        return ""
+    return value
 
 
 def drive(address, threads, seconds, calls, warmup_calls):
@@ -203,26 +157,28 @@ def drive(address, threads, seconds, calls, warmup_calls):
 
 def relay_run(args, name, children, scratch):
     data = os.path.join(scratch, f"{name}.data")
-    out, err = os.path.join(args.log_dir, f"{name}.server.out"), os.path.join(args.log_dir, f"{name}.server.err")
-    with open(out, "w") as stdout, open(err, "w") as stderr:
-        server = subprocess.Popen([os.path.join(args.bin_dir, "relay-server"), "--listen", "127.0.0.1:0",
-                                   "--metrics-listen", "127.0.0.1:0", "--data-dir", data],
-                                  stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr, start_new_session=True)
+    # A session of its own: a Ctrl-C on the terminal reaches only us, and we stop the server ourselves.
+    try:
+        relay = framerelay_support.start_relay_server(
+            os.path.join(args.bin_dir, "relay-server"), args.log_dir, "--metrics-listen", "127.0.0.1:0",
+            "--data-dir", data, name=f"{name}.server", timeout=READY_TIMEOUT_S, new_session=True)
+    except ProcessError as error:
+        shutil.rmtree(data, ignore_errors=True)
+        raise BenchError(f"{error.summary}\n{error.stderr_tail or ''}") from None
+    server = relay.process
     children.append(server)
     try:
-        found = wait_for_lines(server, out, {"grpc": r"^relay-server listening on (\S+)\s*$",
-                                             "metrics": r"^relay-server metrics on (\S+)\s*$"}, READY_TIMEOUT_S)
         server_cpu_before = process_cpu_seconds(server.pid)
-        ok, errors, latencies, wall, client_cpu = drive(found["grpc"], args.threads, args.seconds, args.calls,
+        ok, errors, latencies, wall, client_cpu = drive(relay.address, args.threads, args.seconds, args.calls,
                                                         args.warmup_calls)
         server_cpu = process_cpu_seconds(server.pid)
-        stored = metric(found["metrics"], "framerelay_annotations_stored_total")
-        if server.poll() is not None:
+        stored = metric(relay.metrics_address, "framerelay_annotations_stored_total")
+        if not server.alive():
             raise BenchError(f"relay-server exited with {server.returncode} during the run")
     except BenchError as error:
-        raise BenchError(f"{error}\n{tail(err)}") from None
+        raise BenchError(f"{error}\n{server.tail(lines=5)}") from None
     finally:
-        stop(server)
+        server.stop(timeout=5.0)
         children.remove(server)
         shutil.rmtree(data, ignore_errors=True)
     notes = []
@@ -233,8 +189,8 @@ def relay_run(args, name, children, scratch):
         notes.append(f"{len(errors)} calls failed, e.g. {errors[0]}")
     if not ok:
         raise BenchError("no call succeeded: " + "; ".join(notes))
-    return {"calls": ok, "rate": ok / wall, "p50": percentile(latencies, 0.5) * 1000,
-            "p99": percentile(latencies, 0.99) * 1000, "client_cpu": client_cpu / wall,
+    return {"calls": ok, "rate": ok / wall, "p50": percentile(latencies, 50) * 1000,
+            "p99": percentile(latencies, 99) * 1000, "client_cpu": client_cpu / wall,
             "server_cpu": None if server_cpu is None or server_cpu_before is None else
             (server_cpu - server_cpu_before) / wall, "notes": notes}
 
@@ -268,22 +224,8 @@ def baseline_run(args, name, scratch):
                 os.unlink(path + suffix)
             except OSError:
                 pass
-    latencies.sort()
-    return {"calls": len(latencies), "rate": len(latencies) / wall, "p50": percentile(latencies, 0.5) * 1000,
-            "p99": percentile(latencies, 0.99) * 1000, "client_cpu": None, "server_cpu": None, "notes": []}
-
-
-def stop(process, grace_s=5.0):
-    if process.poll() is not None:
-        return
-    try:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(grace_s)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait(grace_s)
-    except ProcessLookupError:
-        pass
+    return {"calls": len(latencies), "rate": len(latencies) / wall, "p50": percentile(latencies, 50) * 1000,
+            "p99": percentile(latencies, 99) * 1000, "client_cpu": None, "server_cpu": None, "notes": []}
 
 
 def fmt(value, spec):
@@ -355,10 +297,7 @@ def main():
     if args.threads < 1 or args.runs < 1 or (args.calls is not None and args.calls < 1) or args.seconds <= 0:
         sys.exit("bench-annotate: --threads, --runs, --calls and --seconds must be positive")
 
-    def interrupted(signum, _frame):
-        raise KeyboardInterrupt(signal.Signals(signum).name)
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, interrupted)
+    framerelay_support.interrupt_on_signals()  # SIGTERM, SIGHUP: through the `finally` that stops the server
 
     started = datetime.datetime.now(datetime.timezone.utc)
     args.log_dir = os.path.join(os.path.dirname(os.path.abspath(args.out)), "bench-annotate-logs")
@@ -384,7 +323,7 @@ def main():
             return 130
         finally:
             for process in list(children):
-                stop(process)
+                process.stop(timeout=5.0)
 
     table = render(args, results, failures, started, filesystem_of(args.dir))
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)

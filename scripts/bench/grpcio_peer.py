@@ -19,8 +19,11 @@ import sys
 import threading
 import time
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "build", "python"))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+import framerelay_support  # noqa: E402
+from framerelay_support import percentile  # noqa: E402
 
+framerelay_support.add_stubs_to_path()
 import grpc  # noqa: E402
 from framerelay.v1 import relay_pb2, relay_pb2_grpc  # noqa: E402
 
@@ -78,13 +81,6 @@ def run_server(args):
     # Bounded even if nobody stops us: the bench kills us, this is only a safety net.
     stop.wait(args.max_seconds)
     server.stop(grace=1).wait(2)
-
-
-def percentile(sorted_values, p):
-    if not sorted_values:
-        return 0.0
-    index = min(len(sorted_values) - 1, max(0, round(p / 100 * (len(sorted_values) - 1))))
-    return sorted_values[index]
 
 
 def run_client(args):
@@ -152,14 +148,13 @@ def run_client(args):
         channel.close()
 
     seconds = max(finished_at - started_at[0], 1e-9) if started_at[0] else 0.0
-    rtts_ms.sort()
     summary = {
         "event": "summary", "device": "grpcio-bench",
         "frames_sent": sum(1 for t in send_times[1:] if t), "frames_acked": acked,
         "bytes_sent": acked * args.frame_bytes, "seconds": round(seconds, 6),
         "fps": round(acked / seconds, 3) if seconds else 0.0,
-        "ack_rtt_p50_ms": round(percentile(rtts_ms, 50), 3),
-        "ack_rtt_p99_ms": round(percentile(rtts_ms, 99), 3),
+        "ack_rtt_p50_ms": round(percentile(rtts_ms, 50) or 0.0, 3),
+        "ack_rtt_p99_ms": round(percentile(rtts_ms, 99) or 0.0, 3),
     }
     if failure:
         summary["error"] = failure[0]

@@ -15,15 +15,16 @@ import datetime
 import json
 import os
 import platform
-import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 
-REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+import framerelay_support  # noqa: E402
+from framerelay_support import ManagedProcess, ProcessError, file_tail, pick_port  # noqa: E402
+
+REPO = str(framerelay_support.REPO)
 PEER = os.path.join(REPO, "scripts", "bench", "grpcio_peer.py")
 
 FRAME_1080P_BYTES = 1920 * 1080 * 3   # bgr24
@@ -47,53 +48,25 @@ class BenchError(Exception):
 class Children:
     """Every process the bench starts, so that all of them are gone when it exits, however it exits."""
 
-    def __init__(self):
+    def __init__(self, log_dir):
+        self.log_dir = log_dir
         self.running = []
 
-    def start(self, argv, stdout, stderr):
+    def start(self, name, argv):
         # A session of its own: a Ctrl-C on the terminal reaches only us, and we end each child's
-        # whole process group ourselves.
-        process = subprocess.Popen(argv, stdout=stdout, stderr=stderr, stdin=subprocess.DEVNULL,
-                                   start_new_session=True)
+        # whole process group ourselves. Output goes to NAME.stdout and NAME.stderr in the log folder.
+        process = ManagedProcess(name, argv, self.log_dir, new_session=True)
         self.running.append(process)
         return process
 
     def stop(self, process, grace_s=3.0):
-        if process.poll() is None:
-            try:
-                os.killpg(process.pid, signal.SIGTERM)
-                process.wait(grace_s)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait(grace_s)
-            except ProcessLookupError:
-                pass
+        process.stop(timeout=grace_s)
         if process in self.running:
             self.running.remove(process)
 
     def stop_all(self):
         for process in list(self.running):
             self.stop(process)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for_line(process, path, prefix, timeout_s):
-    """Returns the rest of the first line of file `path` that starts with `prefix`."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        with open(path, errors="replace") as f:
-            for line in f:
-                if line.startswith(prefix):
-                    return line[len(prefix):].strip()
-        if process.poll() is not None:
-            raise BenchError(f"{os.path.basename(path)}: exited with {process.returncode} before '{prefix}'")
-        time.sleep(0.05)
-    raise BenchError(f"{os.path.basename(path)}: no '{prefix}' within {timeout_s} s")
 
 
 def summary_from(path):
@@ -112,14 +85,6 @@ def summary_from(path):
     return summary
 
 
-def tail(path, lines=5):
-    try:
-        with open(path, errors="replace") as f:
-            return "".join(f.readlines()[-lines:]).rstrip()
-    except OSError:
-        return ""
-
-
 class Bench:
     def __init__(self, args, children, log_dir):
         self.args = args
@@ -130,35 +95,29 @@ class Bench:
     def log(self, name):
         return os.path.join(self.log_dir, name)
 
-    def start_server(self, name, argv, ready_prefix):
-        out, err = self.log(f"{name}.server.out"), self.log(f"{name}.server.err")
-        with open(out, "w") as stdout, open(err, "w") as stderr:
-            process = self.children.start(argv, stdout, stderr)
+    def start_server(self, name, argv, ready):
+        """Starts a server and waits for its ready line; ready(process) returns its address."""
+        process = self.children.start(f"{name}.server", argv)
         try:
-            return process, wait_for_line(process, out, ready_prefix, READY_TIMEOUT_S)
-        except BenchError as error:
+            return process, ready(process)
+        except ProcessError as error:
             self.children.stop(process)
-            raise BenchError(f"{error}\n{tail(err)}")
+            raise BenchError(f"{error.summary}\n{error.stderr_tail or ''}") from None
 
     def run_client(self, name, argv):
         """Runs a client to its end (or --case-timeout, then SIGTERM makes it print its summary)."""
-        out, err = self.log(f"{name}.client.out"), self.log(f"{name}.client.err")
-        with open(out, "w") as stdout, open(err, "w") as stderr:
-            process = self.children.start(argv, stdout, stderr)
-        timed_out = False
-        try:
-            process.wait(self.args.case_timeout)
-        except subprocess.TimeoutExpired:
-            timed_out = True
+        process = self.children.start(f"{name}.client", argv)
+        timed_out = process.wait(self.args.case_timeout) is None
         self.children.stop(process, grace_s=5.0)
-        summary = summary_from(out)
+        summary = summary_from(process.stdout_path)
         if summary is None:
             ending = f"stopped after {self.args.case_timeout:g} s" if timed_out else f"exit {process.returncode}"
-            raise BenchError(f"{name}: no summary line ({ending}); last stderr: {tail(err, 1)}\n{tail(err)}")
+            raise BenchError(f"{name}: no summary line ({ending}); last stderr: {process.tail(lines=1)}\n"
+                             f"{process.tail(lines=5)}")
         if timed_out:
             summary["note"] = f"stopped after {self.args.case_timeout:g} s"
         elif process.returncode != 0:
-            summary["note"] = f"exit {process.returncode}: {tail(err, 1)}"
+            summary["note"] = f"exit {process.returncode}: {process.tail(lines=1)}"
         return summary
 
     def relay_case(self, name, source_args, expected_frames, expected_frame_bytes):
@@ -168,7 +127,7 @@ class Bench:
             "--max-frame-bytes", str(MAX_FRAME_BYTES), "--ring-max-bytes", str(RING_MAX_BYTES),
             # The server's window caps the client's, so both ends get the same one (also the grpcio peer).
             "--window", str(self.args.window),
-        ], "relay-server listening on ")
+        ], lambda process: framerelay_support.relay_server_ready(process, READY_TIMEOUT_S).address)
         try:
             summary = self.run_client(name, [
                 os.path.join(self.bin_dir, "relay-client"), "publish", "--server", address,
@@ -182,7 +141,7 @@ class Bench:
         server, address = self.start_server(name, [
             sys.executable, PEER, "server", "--listen", "127.0.0.1:0", "--window", str(self.args.window),
             "--ring-max-bytes", str(RING_MAX_BYTES),
-        ], "grpcio-peer listening on ")
+        ], lambda process: process.wait_for_output(r"^grpcio-peer listening on (\S+)\s*$", READY_TIMEOUT_S).group(1))
         try:
             summary = self.run_client(name, [
                 sys.executable, PEER, "client", "--server", address, "--frame-bytes", str(frame_bytes),
@@ -194,29 +153,28 @@ class Bench:
         return measurement(summary, frames, frame_bytes)
 
     def iperf3(self, name):
-        port = free_port()
+        port = pick_port()
         server, _ = self.start_server(name, [
             "iperf3", "--server", "--one-off", "--bind", "127.0.0.1", "--port", str(port), "--forceflush",
-        ], "Server listening on ")
-        out = self.log(f"{name}.client.json")
+        ], lambda process: process.wait_for_output(r"^Server listening on ", READY_TIMEOUT_S))
         try:
-            with open(out, "w") as stdout, open(self.log(f"{name}.client.err"), "w") as stderr:
-                client = self.children.start([
-                    "iperf3", "--client", "127.0.0.1", "--port", str(port),
-                    "--time", str(self.args.iperf_seconds), "--json",
-                ], stdout, stderr)
-                try:
-                    client.wait(self.args.iperf_seconds + 30)
-                finally:
-                    self.children.stop(client)
+            client = self.children.start(f"{name}.client", [  # its JSON report is NAME.client.stdout
+                "iperf3", "--client", "127.0.0.1", "--port", str(port),
+                "--time", str(self.args.iperf_seconds), "--json",
+            ])
+            try:
+                client.wait(self.args.iperf_seconds + 30)
+            finally:
+                self.children.stop(client)
         finally:
             self.children.stop(server)
+        out = client.stdout_path
         try:
             with open(out) as f:
                 report = json.load(f)
             received = report["end"]["sum_received"]
         except (OSError, ValueError, KeyError) as error:
-            raise BenchError(f"{name}: no iperf3 result ({error})\n{tail(out)}")
+            raise BenchError(f"{name}: no iperf3 result ({error})\n{file_tail(out, 5)}")
         return {"frames": None, "fps": None, "gbps": received["bytes"] / received["seconds"] / 1e9,
                 "p50": None, "p99": None, "note": ""}
 
@@ -338,15 +296,12 @@ def main():
             sys.exit(f"bench-ingest: no {program} in {args.bin_dir} (build it, or set RELAY_BIN_DIR)")
 
     # SIGTERM and SIGHUP end us like Ctrl-C does, through the `finally` that stops every child.
-    def interrupted(signum, _frame):
-        raise KeyboardInterrupt(signal.Signals(signum).name)
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, interrupted)
+    framerelay_support.interrupt_on_signals()
 
     started = datetime.datetime.now(datetime.timezone.utc)
     log_dir = os.path.join(os.path.dirname(os.path.abspath(args.out)), "bench-ingest-logs")
     os.makedirs(log_dir, exist_ok=True)
-    children = Children()
+    children = Children(log_dir)
     bench = Bench(args, children, log_dir)
     results, failures = {}, {}
     with tempfile.TemporaryDirectory(prefix="bench-ingest-") as scratch:
