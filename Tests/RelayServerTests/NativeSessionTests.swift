@@ -1,0 +1,76 @@
+import Foundation
+import RelayCore
+import Testing
+
+@testable import RelayServer
+
+private let description = CodecDescription(
+  name: "h264", width: 64, height: 48, pixelFormat: "yuv420p", timeBase: Rational(1, 30))
+
+private func makeSlot() throws -> NativeSessionSlot {
+  let stream = Stream(id: try DeviceID(validating: "cam1"), ringLimits: .init(maxBytes: 1 << 20, maxSeconds: 60))
+  stream.publisherConnected(codec: description, status: .init())
+  return NativeSessionSlot(stream: stream)
+}
+
+private func store(_ slot: NativeSessionSlot, _ sequence: UInt64, token: UInt64) throws(IngestError) {
+  try slot.store(
+    sequence: sequence, data: Data(count: 10), pts: Int64(sequence), dts: Int64(sequence), isKeyframe: sequence == 1,
+    captureTimeMs: 0, token: token)
+}
+
+@Suite struct NativeSessionTests {
+  @Test func storesInSequenceAndRefusesGapsAndRepeats() throws {
+    let slot = try makeSlot()
+    let (token, resume) = slot.begin(sessionID: "s1")
+    #expect(resume == 0)
+    for sequence in UInt64(1)...3 { try store(slot, sequence, token: token) }
+    #expect(throws: IngestError.sequenceWentBackwards(got: 2, lastStored: 3)) { try store(slot, 2, token: token) }
+    #expect(throws: IngestError.sequenceSkipped(got: 5, expected: 4)) { try store(slot, 5, token: token) }
+    // Nothing already stored was lost, and the session goes on from 4.
+    #expect(slot.stream.bufferSummary?.frames == 3)
+    try store(slot, 4, token: token)
+    #expect(slot.stream.bufferSummary?.frames == 4)
+  }
+
+  @Test func sameSessionResumesAfterItsLastStoredFrame() throws {
+    let slot = try makeSlot()
+    let first = slot.begin(sessionID: "s1")
+    for sequence in UInt64(1)...5 { try store(slot, sequence, token: first.token) }
+    #expect(slot.begin(sessionID: "s1").resumeAfter == 5)
+    #expect(slot.begin(sessionID: "s2").resumeAfter == 0)
+  }
+
+  @Test func aNewSessionTakesTheDeviceOver() throws {
+    let slot = try makeSlot()
+    let old = slot.begin(sessionID: "s1")
+    try store(slot, 1, token: old.token)
+    let new = slot.begin(sessionID: "s2")
+    #expect(throws: IngestError.takenOver(device: "cam1")) { try store(slot, 2, token: old.token) }
+    #expect(!slot.isCurrent(old.token))
+    try store(slot, 1, token: new.token)
+    #expect(slot.stream.bufferSummary?.frames == 2)
+  }
+
+  @Test func declaredDropsContinueTheSequenceAndMarkTheGap() throws {
+    let slot = try makeSlot()
+    let (token, _) = slot.begin(sessionID: "s1")
+    try store(slot, 1, token: token)
+    #expect(throws: IngestError.badDropRange(first: 3, last: 5, expected: 2)) {
+      try slot.declareDropped(first: 3, last: 5, token: token)
+    }
+    try slot.declareDropped(first: 2, last: 5, token: token)
+    try slot.store(sequence: 6, data: Data(count: 1), pts: 6, dts: 6, isKeyframe: true, captureTimeMs: 0, token: token)
+    #expect(slot.stream.counters.framesLost == 4)
+    #expect(slot.stream.packets(after: 0).last?.followsGap == true)
+    #expect(slot.stream.packets(after: 0).first?.followsGap == false)
+  }
+
+  @Test func clockOffsetMovesCaptureTimesOntoTheServerClock() throws {
+    let slot = try makeSlot()
+    let (token, _) = slot.begin(sessionID: "s1")
+    slot.setClockOffset(5_000, token: token)
+    try slot.store(sequence: 1, data: Data(count: 1), pts: 0, dts: 0, isKeyframe: true, captureTimeMs: 1_000_000, token: token)
+    #expect(slot.stream.bufferSummary?.startMs == 1_005_000)
+  }
+}
