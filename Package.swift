@@ -9,6 +9,7 @@ let swiftProtobuf = Target.Dependency.product(name: "SwiftProtobuf", package: "s
 let logging = Target.Dependency.product(name: "Logging", package: "swift-log")
 let argumentParser = Target.Dependency.product(name: "ArgumentParser", package: "swift-argument-parser")
 let crypto = Target.Dependency.product(name: "Crypto", package: "swift-crypto")
+let serviceLifecycle = Target.Dependency.product(name: "ServiceLifecycle", package: "swift-service-lifecycle")
 let nio: [Target.Dependency] = ["NIOCore", "NIOPosix", "NIOHTTP1"].map { .product(name: $0, package: "swift-nio") }
 
 let package = Package(
@@ -28,9 +29,10 @@ let package = Package(
     .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
     .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
     .package(url: "https://github.com/apple/swift-crypto.git", from: "4.5.2"),
+    .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
   ],
   targets: [
-    .target(name: "RelayProtocol", dependencies: [grpcCore, grpcProtobuf, swiftProtobuf]),
+    .target(name: "RelayProtocol", dependencies: ["RelayCore", grpcCore, grpcProtobuf, swiftProtobuf]),
     .systemLibrary(name: "CFFmpeg", pkgConfig: "libavformat", providers: [
       .apt(["libavformat-dev", "libavcodec-dev", "libavdevice-dev", "libswscale-dev", "libavutil-dev"]),
     ]),
@@ -39,12 +41,21 @@ let package = Package(
     .target(name: "RelayCore"),
     .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
     .target(name: "Annotations", dependencies: [
-      "CSQLite", "RelayCore", "RelayProtocol", grpcCore, grpcTransport, crypto, logging,
+      "CSQLite", "RelayCore", "RelayProtocol", grpcCore, grpcTransport, swiftProtobuf, crypto, logging,
     ]),
-    .target(name: "RelayServer", dependencies: ["RelayCore", "RelayProtocol", "Media", "Annotations", grpcCore, grpcTransport, logging] + nio),
-    .target(name: "RelayClient", dependencies: ["RelayCore", "RelayProtocol", "Media", grpcCore, grpcTransport, logging]),
-    .executableTarget(name: "relay-server", dependencies: ["RelayServer", "RelayCore", "Annotations", argumentParser, logging], path: "relay-server/Sources"),
-    .executableTarget(name: "relay-client", dependencies: ["RelayClient", "RelayCore", argumentParser, logging], path: "relay-client/Sources"),
+    .target(
+      name: "RelayServer",
+      dependencies: ["RelayCore", "RelayProtocol", "Media", "Annotations", grpcCore, grpcTransport, logging, serviceLifecycle] + nio),
+    .target(
+      name: "RelayClient",
+      dependencies: ["RelayCore", "RelayProtocol", "Media", grpcCore, grpcTransport, logging, serviceLifecycle]),
+    .executableTarget(
+      name: "relay-server", dependencies: ["RelayServer", "RelayCore", "Annotations", argumentParser, logging],
+      path: "relay-server/Sources"),
+    .executableTarget(
+      name: "relay-client",
+      dependencies: ["RelayClient", "RelayCore", "Media", argumentParser, logging, serviceLifecycle],
+      path: "relay-client/Sources"),
     .testTarget(name: "RelayCoreTests", dependencies: ["RelayCore"]),
     .testTarget(name: "MediaTests", dependencies: ["Media"]),
     .testTarget(name: "RelayServerTests", dependencies: ["RelayServer", "RelayCore", "Media"]),

@@ -48,6 +48,10 @@ public struct AnnotationForwarder: Sendable {
         await pause(seconds: settings.backoff.delay(attempt: failures - 1))
         continue
       }
+      if batch.isEmpty {
+        await outbox.waitForInsertions()  // idle: nothing to poll for
+        continue
+      }
       if let wait = waitBeforeSending(batch) {
         await pause(seconds: wait)
         continue
@@ -78,7 +82,7 @@ public struct AnnotationForwarder: Sendable {
   /// Seconds to wait for the batch to fill (or for anything at all), or nil to send it now.
   private func waitBeforeSending(_ batch: [OutboxEntry]) -> Double? {
     let waitMs = settings.batchWait / .milliseconds(1)
-    guard let oldest = batch.first else { return waitMs / 1000 }
+    guard let oldest = batch.first else { return nil }
     if batch.count >= settings.batchSize { return nil }
     let age = Double(WallClock.nowMs() - oldest.createdMs)
     return age >= waitMs ? nil : (waitMs - age) / 1000

@@ -42,11 +42,17 @@ public final class AnnotationOutbox: @unchecked Sendable {
     case insert(id: String, device: String, request: Data, done: CheckedContinuation<Result<Void, OutboxError>, Never>)
     case oldest(limit: Int, done: CheckedContinuation<Result<[OutboxEntry], OutboxError>, Never>)
     case remove(seqs: [Int64], done: CheckedContinuation<Result<Void, OutboxError>, Never>)
+    case close
   }
 
   // Guarded by `condition`.
   private let condition = NSCondition()
   private var jobs: [Job] = []
+  private var closed = false
+  private var thread: ThreadHandle?
+  /// Yields after every commit that added annotations: what the forwarder waits on when it is idle.
+  private let (insertions, insertionsContinuation) = AsyncStream.makeStream(
+    of: Void.self, bufferingPolicy: .bufferingNewest(1))
 
   // Owned by the worker thread.
   private var connection: SQLiteConnection?
@@ -61,7 +67,31 @@ public final class AnnotationOutbox: @unchecked Sendable {
     self.directory = directory
     self.path = (directory as NSString).appendingPathComponent("annotations.sqlite")
     self.logger = logger
-    DedicatedThread.start(name: "annotations-outbox") { [self] in work() }
+    thread = DedicatedThread.start(name: "annotations-outbox") { [self] in work() }
+  }
+
+  /// Commits what was submitted before, closes the file and ends the writer thread; later calls fail
+  /// with `unwritable`. Called once, at shutdown.
+  public func close() async {
+    refuseMoreJobs()
+    await thread?.joined()
+    insertionsContinuation.finish()
+  }
+
+  private func refuseMoreJobs() {
+    condition.lock()
+    defer { condition.unlock() }
+    guard !closed else { return }
+    closed = true
+    jobs.append(.close)
+    condition.signal()
+  }
+
+  /// Returns after the next commit that added annotations (at once if one happened since the last
+  /// call), or when the outbox closes or the task is cancelled.
+  public func waitForInsertions() async {
+    var iterator = insertions.makeAsyncIterator()
+    _ = await iterator.next()
   }
 
   /// Annotations stored and not yet confirmed by the upstream.
@@ -91,6 +121,17 @@ public final class AnnotationOutbox: @unchecked Sendable {
 
   private func submit(_ job: Job) {
     condition.lock()
+    guard !closed else {
+      condition.unlock()
+      let error = OutboxError.unwritable(path: path, reason: "the outbox is closed (relay-server is stopping)")
+      switch job {
+      case .insert(_, _, _, let done): done.resume(returning: .failure(error))
+      case .oldest(_, let done): done.resume(returning: .failure(error))
+      case .remove(_, let done): done.resume(returning: .failure(error))
+      case .close: break
+      }
+      return
+    }
     jobs.append(job)
     condition.signal()
     condition.unlock()
@@ -99,7 +140,8 @@ public final class AnnotationOutbox: @unchecked Sendable {
   // MARK: The worker thread
 
   private func work() {
-    while true {
+    var running = true
+    while running {
       condition.lock()
       while jobs.isEmpty { condition.wait() }
       let taken = jobs
@@ -122,10 +164,15 @@ public final class AnnotationOutbox: @unchecked Sendable {
           done.resume(returning: run { connection throws(SQLiteError) in try Self.oldest(limit: limit, in: connection) })
         case .remove(let seqs, let done):
           done.resume(returning: run { connection throws(SQLiteError) in try self.remove(seqs, in: connection) })
+        case .close:
+          running = false
         }
       }
       if !inserts.isEmpty { commit(inserts, waiting) }
     }
+    insert = nil
+    connection = nil  // the last reference: closes the file
+    logger.info("annotations outbox closed", metadata: ["path": "\(path)", "pending": "\(pendingCount)"])
   }
 
   private func commit(
@@ -153,6 +200,7 @@ public final class AnnotationOutbox: @unchecked Sendable {
         }
         try connection.execute("COMMIT")
         pending.wrappingAdd(added, ordering: .relaxed)
+        if added > 0 { insertionsContinuation.yield() }
       } catch {
         try? connection.execute("ROLLBACK")
         throw error

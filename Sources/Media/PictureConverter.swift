@@ -1,11 +1,14 @@
 import CFFmpeg
 import Foundation
 
-/// Converts pictures to packed bgr24 (rows of width × 3 bytes, no padding), as Chrysalis consumers expect.
-/// Keeps one scaler for the last size and format seen. One thread at a time.
+/// Converts pictures to packed pixels in one step (rows with no padding, planes one after another):
+/// bgr24 at the picture's own size, as Chrysalis consumers expect, or any size and pixel format an
+/// edge protocol asks for (the minimal protocol's gray or bgr24, AVA's RAW formats). Keeps one scaler
+/// for the last source and target seen. One thread at a time.
 public final class PictureConverter {
   private var scaler: OpaquePointer?
-  private var key: (width: Int32, height: Int32, format: Int32) = (0, 0, -1)
+  private var key: (width: Int32, height: Int32, format: Int32, toWidth: Int32, toHeight: Int32, toFormat: Int32) =
+    (0, 0, -1, 0, 0, -1)
 
   public init() {}
 
@@ -13,34 +16,50 @@ public final class PictureConverter {
 
   /// The picture as packed bgr24: the one write of the output bytes, straight into the returned Data.
   public func bgr24(_ picture: DecodedPicture) throws(MediaError) -> Data {
+    try packed(picture, width: picture.width, height: picture.height, format: AV_PIX_FMT_BGR24, name: "bgr24")
+  }
+
+  /// The picture scaled to `width`×`height` and converted to `pixelFormat` (FFmpeg's name), packed.
+  public func packed(_ picture: DecodedPicture, width: Int, height: Int, pixelFormat: String) throws(MediaError) -> Data {
+    let format = av_get_pix_fmt(pixelFormat)
+    guard format != AV_PIX_FMT_NONE else {
+      throw MediaError(operation: "convert", message: "unknown pixel format \(pixelFormat)")
+    }
+    return try packed(picture, width: width, height: height, format: format, name: pixelFormat)
+  }
+
+  private func packed(
+    _ picture: DecodedPicture, width: Int, height: Int, format: AVPixelFormat, name: String
+  ) throws(MediaError) -> Data {
     let frame = picture.frame
-    let width = frame.pointee.width
-    let height = frame.pointee.height
-    let format = frame.pointee.format
-    if scaler == nil || key != (width, height, format) {
+    let wanted = (
+      frame.pointee.width, frame.pointee.height, frame.pointee.format, Int32(width), Int32(height), format.rawValue
+    )
+    if scaler == nil || key != wanted {
       sws_freeContext(scaler)
       // Bicubic, as the ffmpeg command line uses by default, so our pixels match its output.
       scaler = sws_getContext(
-        width, height, AVPixelFormat(rawValue: format), width, height, AV_PIX_FMT_BGR24,
-        Int32(SWS_BICUBIC), nil, nil, nil)
-      key = (width, height, format)
+        wanted.0, wanted.1, AVPixelFormat(rawValue: wanted.2), wanted.3, wanted.4, format, Int32(SWS_BICUBIC), nil,
+        nil, nil)
+      key = wanted
     }
     guard let scaler else {
-      throw MediaError(operation: "convert to bgr24", message: "no scaler for \(width)x\(height) format \(format)")
+      throw MediaError(
+        operation: "convert to \(name)", message: "no scaler from \(wanted.0)x\(wanted.1) format \(wanted.2) to \(width)x\(height)")
     }
-    let stride = Int(width) * 3
-    let count = stride * Int(height)
+    let count = Int(av_image_get_buffer_size(format, Int32(width), Int32(height), 1))
     // Uninitialised on purpose: swscale writes every byte, and zero-filling megabytes per frame first
     // (as Data(count:) does) cost about a tenth of replay decoding.
-    guard let bytes = malloc(count) else {
-      throw MediaError(operation: "convert to bgr24", message: "out of memory for \(count) bytes")
+    guard count > 0, let bytes = malloc(count) else {
+      throw MediaError(operation: "convert to \(name)", message: "out of memory for \(count) bytes")
     }
-    var planes: [UnsafeMutablePointer<UInt8>?] = [bytes.assumingMemoryBound(to: UInt8.self), nil, nil, nil]
-    var strides: [Int32] = [Int32(stride), 0, 0, 0]
-    let rows = sws_scale(scaler, cff_frame_data(frame), cff_frame_linesize(frame), 0, height, &planes, &strides)
+    var planes: [UnsafeMutablePointer<UInt8>?] = [nil, nil, nil, nil]
+    var strides: [Int32] = [0, 0, 0, 0]
+    av_image_fill_arrays(&planes, &strides, bytes.assumingMemoryBound(to: UInt8.self), format, Int32(width), Int32(height), 1)
+    let rows = sws_scale(scaler, cff_frame_data(frame), cff_frame_linesize(frame), 0, wanted.1, &planes, &strides)
     let output = Data(bytesNoCopy: bytes, count: count, deallocator: .free)
-    if rows != height {
-      throw MediaError(operation: "convert to bgr24", message: "converted \(rows) of \(height) rows")
+    if rows != Int32(height) {
+      throw MediaError(operation: "convert to \(name)", message: "converted \(rows) of \(height) rows")
     }
     return output
   }

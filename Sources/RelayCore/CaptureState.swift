@@ -5,3 +5,8 @@ public enum CaptureState: String, Sendable {
   case failed
   case stopped
 }
+
+/// Where a publisher's frames come from, as its hello says.
+public enum SourceKind: Sendable {
+  case rtsp, v4l2, file, testPattern, synthetic
+}

@@ -10,10 +10,12 @@ public struct CodecDescription: Equatable, Sendable {
   public var timeBase: Rational
   /// Nominal frames per second, 0 when unknown.
   public var frameRate: Double
+  /// Raw pictures only: bytes from one row to the next, 0 when rows are packed.
+  public var stride: Int
 
   public init(
     name: String, width: Int, height: Int, pixelFormat: String, extradata: Data = Data(),
-    timeBase: Rational, frameRate: Double = 0
+    timeBase: Rational, frameRate: Double = 0, stride: Int = 0
   ) {
     self.name = name
     self.width = width
@@ -22,7 +24,11 @@ public struct CodecDescription: Equatable, Sendable {
     self.extradata = extradata
     self.timeBase = timeBase
     self.frameRate = frameRate
+    self.stride = stride
   }
+
+  public static let rawVideo = "rawvideo"
+  public var isRaw: Bool { name == Self.rawVideo }
 }
 
 public struct Rational: Hashable, Sendable, CustomStringConvertible {

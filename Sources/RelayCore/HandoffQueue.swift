@@ -115,13 +115,3 @@ public final class HandoffQueue<Element: Sendable>: @unchecked Sendable {
     }
   }
 }
-
-/// Runs blocking work on a thread of its own, never on the cooperative pool or an event loop.
-public enum DedicatedThread {
-  public static func start(name: String, _ body: @escaping @Sendable () -> Void) {
-    let thread = Thread(block: body)
-    thread.name = name
-    thread.stackSize = 1 << 20
-    thread.start()
-  }
-}

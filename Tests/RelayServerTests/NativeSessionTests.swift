@@ -8,7 +8,7 @@ private let description = CodecDescription(
   name: "h264", width: 64, height: 48, pixelFormat: "yuv420p", timeBase: Rational(1, 30))
 
 private func makeSlot() throws -> NativeSessionSlot {
-  let stream = Stream(id: try DeviceID(validating: "cam1"), ringLimits: .init(maxBytes: 1 << 20, maxSeconds: 60))
+  let stream = DeviceStream(id: try DeviceID(validating: "cam1"), ringLimits: .init(maxBytes: 1 << 20, maxSeconds: 60))
   stream.publisherConnected(codec: description, status: .init())
   return NativeSessionSlot(stream: stream)
 }

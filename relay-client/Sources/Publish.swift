@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import RelayClient
 import RelayCore
+import ServiceLifecycle
 
 struct Publish: AsyncParsableCommand {
   static let configuration = CommandConfiguration(
@@ -112,22 +113,26 @@ struct Publish: AsyncParsableCommand {
     configuration.queueMaxBytes = queueMaxBytes
     configuration.queueMaxSeconds = queueMaxSeconds
     let publisher = Publisher(configuration: configuration, logger: logger)
-
-    let signals = TerminationSignals { publisher.stop() }
-    defer { withExtendedLifetime(signals) {} }
+    let service = PublisherService(publisher: publisher)
     if let duration {
       Task {
         try await Task.sleep(for: .milliseconds(Int(duration * 1000)))
         publisher.stop()
       }
     }
-    do {
-      let summary = try await publisher.run()
+    // SIGTERM and SIGINT stop the capture and wait (briefly) for the frames in flight to be acked.
+    try await ServiceGroup(
+      configuration: .init(services: [service], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+    ).run()
+    switch service.result {
+    case .success(let summary)?:
       print(summary.json)
-    } catch {
+    case .failure(let error)?:
       print(publisher.summary.json)
       logger.error("\(error)")
       throw ExitCode.failure
+    case nil:
+      print(publisher.summary.json)
     }
   }
 

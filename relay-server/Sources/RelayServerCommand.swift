@@ -11,8 +11,8 @@ struct RelayServerCommand: AsyncParsableCommand {
     commandName: "relay-server",
     abstract: "Receives camera frames from relay-clients and serves them through the Chrysalis Image API.")
 
-  @Option(help: "Address to listen on, HOST:PORT. Port 0 picks a free port.")
-  var listen = "127.0.0.1:50001"
+  @Option(help: "Address to listen on, HOST:PORT ([::1]:PORT for IPv6); repeatable, every service on each. Port 0 picks a free port. Default 127.0.0.1:50001.")
+  var listen: [String] = []
 
   @Flag(help: "Allow listening on a non-loopback address without TLS.")
   var insecure = false
@@ -34,6 +34,9 @@ struct RelayServerCommand: AsyncParsableCommand {
 
   @Option(help: "Stop a device's live decoder after this many seconds without a consumer.")
   var decoderIdleSeconds: Double = 10
+
+  @Option(help: "How long the first VideoLatestImage on a device whose decoder is cold waits for the newest picture, ms.")
+  var coldStartWaitMs = 1000
 
   @Option(help: "Largest HTTP/2 frame the server accepts, bytes (16384 to 16777215).")
   var http2MaxFrameSize = 1 << 20
@@ -83,9 +86,10 @@ struct RelayServerCommand: AsyncParsableCommand {
   var logLevel: Logger.Level = .info
 
   func validate() throws {
-    guard HostPort(listen) != nil else {
-      throw ValidationError("--listen \(listen) is not HOST:PORT (for example 127.0.0.1:50001)")
+    for address in listen where HostPort(address) == nil {
+      throw ValidationError("--listen \(address) is not HOST:PORT (for example 127.0.0.1:50001 or [::1]:50001)")
     }
+    guard coldStartWaitMs >= 0 else { throw ValidationError("--cold-start-wait-ms must not be negative") }
     if let metricsListen, HostPort(metricsListen) == nil {
       throw ValidationError("--metrics-listen \(metricsListen) is not HOST:PORT (for example 127.0.0.1:9101)")
     }
@@ -117,11 +121,10 @@ struct RelayServerCommand: AsyncParsableCommand {
   }
 
   func run() async throws {
-    let address = HostPort(listen)!
-    let host = address.host
-    guard insecure || address.isLoopback else {
+    let addresses = listen.isEmpty ? [HostPort(host: "127.0.0.1", port: 50001)] : listen.map { HostPort($0)! }
+    for address in addresses where !insecure && !address.isLoopback {
       throw ValidationError(
-        "refusing to listen on \(host) without TLS: TLS is not built yet; pass --insecure to accept plaintext on a non-loopback address")
+        "refusing to listen on \(address.host) without TLS: TLS is not built yet; pass --insecure to accept plaintext on a non-loopback address")
     }
     LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
     let logger = {
@@ -131,8 +134,8 @@ struct RelayServerCommand: AsyncParsableCommand {
     }()
 
     var configuration = ServerConfiguration()
-    configuration.host = host
-    configuration.port = address.port
+    configuration.listen = addresses
+    configuration.coldStartWait = .milliseconds(coldStartWaitMs)
     configuration.maxFrameBytes = maxFrameBytes
     configuration.ringMaxBytes = ringMaxBytes
     configuration.ringMaxSeconds = ringMaxSeconds
@@ -140,10 +143,7 @@ struct RelayServerCommand: AsyncParsableCommand {
     configuration.publishWindow = window
     configuration.http2MaxFrameSize = http2MaxFrameSize
     configuration.http2WindowSize = http2WindowSize
-    if let metricsListen, let metrics = HostPort(metricsListen) {
-      configuration.metricsHost = metrics.host
-      configuration.metricsPort = metrics.port
-    }
+    configuration.metricsListen = metricsListen.flatMap { HostPort($0) }
     configuration.decoderIdleTimeout = .milliseconds(Int(decoderIdleSeconds * 1000))
     configuration.dataDirectory = dataDir
     configuration.annotationsUpstream = try annotationsUpstream.map { try UpstreamAddress(parsing: $0) }
@@ -172,19 +172,14 @@ struct RelayServerCommand: AsyncParsableCommand {
     configuration.recordMaxAgeSeconds = recordMaxAgeSeconds
     configuration.recordMaxBytes = recordMaxBytes
 
-    let server = RelayServer(configuration: configuration, logger: logger)
-    let serving = Task {
-      try await server.run { address in
-        // Unbuffered: scripts and tests wait for this line.
-        FileHandle.standardOutput.write(Data("relay-server listening on \(address)\n".utf8))
-        logger.info("listening", metadata: ["address": "\(address)", "max_frame_bytes": "\(maxFrameBytes)"])
-      } onMetricsListening: { address in
-        FileHandle.standardOutput.write(Data("relay-server metrics on \(address)\n".utf8))
-      }
+    // SIGTERM and SIGINT shut the parts down gracefully, in reverse start order (RelayServer.run).
+    try await RelayServer(configuration: configuration, logger: logger).run { address in
+      // Unbuffered: scripts and tests wait for this line.
+      FileHandle.standardOutput.write(Data("relay-server listening on \(address)\n".utf8))
+      logger.info("listening", metadata: ["address": "\(address)", "max_frame_bytes": "\(maxFrameBytes)"])
+    } onMetricsListening: { address in
+      FileHandle.standardOutput.write(Data("relay-server metrics on \(address)\n".utf8))
     }
-    let signals = TerminationSignals { serving.cancel() }
-    defer { withExtendedLifetime(signals) {} }
-    try await serving.value
     logger.info("stopped")
   }
 }

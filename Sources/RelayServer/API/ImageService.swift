@@ -5,13 +5,14 @@ import Logging
 import Media
 import RelayCore
 import RelayProtocol
+import ServiceLifecycle
 
 typealias VideoFrame = Chrys_Cloud_Videostreaming_V1beta1_VideoFrame
 
 /// The Chrysalis `Image` API, so existing analytics consumers run unchanged.
 /// Every timestamp is milliseconds since the Unix epoch on this server's clock.
 struct ImageService: Chrys_Cloud_Videostreaming_V1beta1_Image.SimpleServiceProtocol {
-  let registry: DeviceRegistry
+  let registry: StreamRegistry
   let cursors: ConsumerCursors
   let replays: ReplayLimiter
   let metrics: DecoderMetrics
@@ -29,22 +30,43 @@ struct ImageService: Chrys_Cloud_Videostreaming_V1beta1_Image.SimpleServiceProto
     response: RPCWriter<VideoFrame>,
     context: ServerContext
   ) async throws {
-    for try await frameRequest in request {
-      let entry = try knownDevice(frameRequest.deviceID)
-      entry.decoder.demand()
-      let key = ConsumerCursors.Key(
-        peer: context.remotePeer, device: entry.device.id, keyframeOnly: frameRequest.keyFrameOnly)
-      let after = cursors.cursor(for: key)
-      guard
-        let frame = await entry.device.frames.next(
-          after: after, keyframeOnly: frameRequest.keyFrameOnly, timeout: configuration.latestFrameWait)
-      else {
-        try await response.write(VideoFrame())  // "no new frame yet": empty, with OK
-        continue
+    do {
+      try await cancelWhenGracefulShutdown {
+        for try await frameRequest in request {
+          let entry = try knownDevice(frameRequest.deviceID)
+          let key = ConsumerCursors.Key(
+            peer: context.remotePeer, device: entry.stream.id, keyframeOnly: frameRequest.keyFrameOnly)
+          guard let frame = await latestFrame(of: entry, after: cursors.cursor(for: key), keyframeOnly: frameRequest.keyFrameOnly)
+          else {
+            try await response.write(VideoFrame())  // "no new frame yet": empty, with OK
+            continue
+          }
+          cursors.advance(key, to: frame.packetIndex)
+          try await response.write(VideoFrame(frame, device: entry.stream.id))
+        }
       }
-      cursors.advance(key, to: frame.packetIndex)
-      try await response.write(VideoFrame(frame, device: entry.device.id))
+    } catch is CancellationError where Task.isShuttingDownGracefully {
+      throw RPCError(code: .unavailable, message: "relay-server is shutting down")
     }
+  }
+
+  /// The newest frame after the consumer's cursor. A cold stream (no frame decoded in this decoder
+  /// run) waits for the picture of the newest packet stored, decoded from the newest keyframe, up to
+  /// `coldStartWait`; a warm one waits `latestFrameWait` for a frame newer than the consumer's last.
+  private func latestFrame(of entry: StreamRegistry.Entry, after cursor: UInt64, keyframeOnly: Bool) async -> LiveFrame? {
+    entry.decoder.demand()
+    let frames = entry.stream.frames
+    guard !frames.hasFrame, entry.stream.newestIndex > 0 else {
+      return await frames.next(after: cursor, keyframeOnly: keyframeOnly, timeout: configuration.latestFrameWait)
+    }
+    let target = keyframeOnly ? entry.stream.indexBeforeNewestKeyframe + 1 : entry.stream.newestIndex
+    if let frame = await frames.next(
+      after: max(cursor, target - 1), keyframeOnly: keyframeOnly, timeout: configuration.coldStartWait)
+    {
+      return frame
+    }
+    // The newest packet gave no picture of its own (a decoder holding frames back): the newest there is.
+    return await frames.next(after: cursor, keyframeOnly: keyframeOnly, timeout: .zero)
   }
 
   func videoBufferedImage(
@@ -59,9 +81,9 @@ struct ImageService: Chrys_Cloud_Videostreaming_V1beta1_Image.SimpleServiceProto
         code: .invalidArgument,
         message: "timestamp_from \(request.timestampFrom) is after timestamp_to \(request.timestampTo) (ms since the Unix epoch)")
     }
-    let packets = entry.device.replayPackets(fromMs: request.timestampFrom, toMs: toMs)
-    let recorded = recordedPackets(entry.device, fromMs: request.timestampFrom, toMs: toMs)
-    guard !packets.isEmpty || recorded != nil else { return }  // nothing in the range: zero frames, OK
+    let ring = entry.stream.replayBounds(fromMs: request.timestampFrom, toMs: toMs)
+    let recorded = recordedPackets(entry.stream, fromMs: request.timestampFrom, toMs: toMs)
+    guard ring != nil || recorded != nil else { return }  // nothing in the range: zero frames, OK
     guard replays.tryAcquire() else {
       throw RPCError(
         code: .resourceExhausted,
@@ -69,18 +91,18 @@ struct ImageService: Chrys_Cloud_Videostreaming_V1beta1_Image.SimpleServiceProto
     }
     defer { replays.release() }
     let replay = BufferedReplay(
-      packets: packets, recorded: recorded, fromMs: request.timestampFrom, toMs: toMs, device: entry.device.id, metrics: metrics,
-      logger: logger)
+      stream: entry.stream, ring: ring, recorded: recorded, fromMs: request.timestampFrom, toMs: toMs,
+      metrics: metrics, logger: logger)
     let frames = replay.start()
     defer { frames.finish() }  // a cancelled or failed call stops the decoding thread
     while let frame = try await frames.next() {
-      try await response.write(VideoFrame(frame, device: entry.device.id))
+      try await response.write(VideoFrame(frame, device: entry.stream.id))
     }
   }
 
   /// When the range starts before the ring: reads the recorded packets that precede it (on the
   /// replay's thread: listing and demuxing segments blocks).
-  private func recordedPackets(_ device: Device, fromMs: Int64, toMs: Int64) -> (@Sendable () -> [StoredPacket])? {
+  private func recordedPackets(_ device: DeviceStream, fromMs: Int64, toMs: Int64) -> (@Sendable () -> [StoredPacket])? {
     let ringStartMs = device.bufferSummary?.startMs ?? Int64.max
     guard fromMs > 0, fromMs < ringStartMs else { return nil }
     let beforeMs = min(ringStartMs, toMs == .max ? .max : toMs + 1)
@@ -94,7 +116,7 @@ struct ImageService: Chrys_Cloud_Videostreaming_V1beta1_Image.SimpleServiceProto
     request: Chrys_Cloud_Videostreaming_V1beta1_VideoProbeRequest,
     context: ServerContext
   ) async throws -> Chrys_Cloud_Videostreaming_V1beta1_VideoProbeResponse {
-    let device = try knownDevice(request.deviceID).device
+    let device = try knownDevice(request.deviceID).stream
     var probe = Chrys_Cloud_Videostreaming_V1beta1_VideoProbeResponse()
     if let codec = device.codec {
       probe.videoCodec = .with {
@@ -127,11 +149,11 @@ struct ImageService: Chrys_Cloud_Videostreaming_V1beta1_Image.SimpleServiceProto
     context: ServerContext
   ) async throws {
     for entry in registry.all {
-      let status = entry.device.status
+      let status = entry.stream.status
       let state = StreamState(status)
       try await response.write(
         .with {
-          $0.name = entry.device.id.rawValue
+          $0.name = entry.stream.id.rawValue
           $0.status = state.rawValue
           $0.running = state == .running
           $0.restarting = state == .restarting
@@ -139,7 +161,7 @@ struct ImageService: Chrys_Cloud_Videostreaming_V1beta1_Image.SimpleServiceProto
           $0.healthStatus = state == .running ? "healthy" : "unhealthy"
           $0.failingStreak = status.failingStreak
           $0.pid = status.pid
-          $0.error = [recordings.failure(entry.device.id), status.lastError]
+          $0.error = [recordings.failure(entry.stream.id), status.lastError]
             .compactMap { $0?.isEmpty == false ? $0 : nil }.joined(separator: "; ")
         })
     }
@@ -197,7 +219,7 @@ struct ImageService: Chrys_Cloud_Videostreaming_V1beta1_Image.SimpleServiceProto
     request: Chrys_Cloud_Videostreaming_V1beta1_ProxyRequest,
     context: ServerContext
   ) async throws -> Chrys_Cloud_Videostreaming_V1beta1_ProxyResponse {
-    let device = try knownDevice(request.deviceID).device
+    let device = try knownDevice(request.deviceID).stream
     if request.passthrough {
       guard let url = proxies.endpoint(for: device.id) else {
         throw RPCError(
@@ -206,7 +228,7 @@ struct ImageService: Chrys_Cloud_Videostreaming_V1beta1_Image.SimpleServiceProto
       }
       proxies.start(device, url: url)
     } else {
-      proxies.stop(device.id)
+      await proxies.stop(device.id)
     }
     return .with {
       $0.deviceID = device.id.rawValue
@@ -220,7 +242,7 @@ struct ImageService: Chrys_Cloud_Videostreaming_V1beta1_Image.SimpleServiceProto
     request: Chrys_Cloud_Videostreaming_V1beta1_StorageRequest,
     context: ServerContext
   ) async throws -> Chrys_Cloud_Videostreaming_V1beta1_StorageResponse {
-    let device = try knownDevice(request.deviceID).device
+    let device = try knownDevice(request.deviceID).stream
     if request.start {
       recordings.start(device)
     } else {
@@ -239,7 +261,7 @@ struct ImageService: Chrys_Cloud_Videostreaming_V1beta1_Image.SimpleServiceProto
     .with { $0.currentTime = WallClock.nowMs() }
   }
 
-  private func knownDevice(_ rawID: String) throws(RPCError) -> DeviceRegistry.Entry {
+  private func knownDevice(_ rawID: String) throws(RPCError) -> StreamRegistry.Entry {
     let id: DeviceID
     do { id = try DeviceID(validating: rawID) } catch {
       throw RPCError(code: .invalidArgument, message: error.description)
@@ -255,7 +277,7 @@ struct ImageService: Chrys_Cloud_Videostreaming_V1beta1_Image.SimpleServiceProto
 enum StreamState: String {
   case running, restarting, failed, stopped
 
-  init(_ status: Device.Status) {
+  init(_ status: DeviceStream.Status) {
     guard status.connected else { self = .stopped; return }
     switch status.capture {
     case .running: self = .running

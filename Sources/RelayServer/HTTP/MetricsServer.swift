@@ -49,7 +49,18 @@ private final class MetricsHandler: ChannelInboundHandler {
       break
     case .end:
       let found = path == "/metrics"
-      let body = found ? render() : "not found: try GET /metrics\n"
+      guard found else { return respond(context: context, found: false, body: "not found: try GET /metrics\n") }
+      // Rendering reads /proc: blocking work goes to NIO's thread pool, the answer back to the loop.
+      let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+      NIOThreadPool.singleton.runIfActive(eventLoop: context.eventLoop) { [render] in render() }
+        .whenComplete { result in
+          let (handler, context) = bound.value
+          handler.respond(context: context, found: true, body: (try? result.get()) ?? "")
+        }
+    }
+  }
+
+  private func respond(context: ChannelHandlerContext, found: Bool, body: String) {
       var headers = HTTPHeaders()
       headers.add(name: "Content-Type", value: found ? "text/plain; version=0.0.4" : "text/plain")
       headers.add(name: "Content-Length", value: "\(body.utf8.count)")
@@ -59,6 +70,5 @@ private final class MetricsHandler: ChannelInboundHandler {
       context.write(wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(string: body)))), promise: nil)
       let bound = NIOLoopBound(context, eventLoop: context.eventLoop)
       context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in bound.value.close(promise: nil) }
-    }
   }
 }

@@ -4,7 +4,7 @@ import RelayCore
 
 /// The server's figures in Prometheus' text format.
 struct MetricsText {
-  let registry: DeviceRegistry
+  let registry: StreamRegistry
   let decoders: DecoderMetrics
   let outbox: AnnotationOutbox
   let annotations: AnnotationMetrics
@@ -19,8 +19,8 @@ struct MetricsText {
       for sample in samples { out += "\(name)\(sample.labels) \(sample.value)\n" }
     }
     let devices = registry.all.map { entry in
-      (label: "{device=\"\(entry.device.id)\"}", id: entry.device.id, counters: entry.device.counters,
-       ring: entry.device.ringUsage)
+      (label: "{device=\"\(entry.stream.id)\"}", id: entry.stream.id, counters: entry.stream.counters,
+       ring: entry.stream.ringUsage)
     }
     family("framerelay_frames_stored_total", "counter", "Frames stored in a device's ring (each acked once).",
            devices.map { ($0.label, "\($0.counters.framesStored)") })

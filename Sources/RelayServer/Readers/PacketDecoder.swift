@@ -73,7 +73,7 @@ struct PacketDecoder {
     var frames: [LiveFrame] = []
     var failed = false
     do {
-      try decoder.decode(packet.data, pts: packet.pts, dts: packet.dts, isKeyframe: packet.isKeyframe) { picture in
+      try decoder.decode(bytes(of: packet), pts: packet.pts, dts: packet.dts, isKeyframe: packet.isKeyframe) { picture in
         let source = pending.removeValue(forKey: picture.pts) ?? packet
         frames.append(try Self.frame(picture, from: source, keyframeSequence: keyframeSequence, converter: converter))
       }
@@ -84,6 +84,16 @@ struct PacketDecoder {
     }
     metrics.recordDecode(nanoseconds: WallClock.threadCPUNs() - started, corrupt: failed)
     return frames
+  }
+
+  /// FFmpeg's raw decoder takes packed rows: a raw picture with padded rows loses the padding here.
+  private func bytes(of packet: StoredPacket) -> Data {
+    let codec = packet.codec.description
+    guard codec.isRaw, codec.stride > 0,
+      let rowBytes = RawPicture.packedRowBytes(pixelFormat: codec.pixelFormat, width: codec.width),
+      codec.stride > rowBytes, packet.data.count >= codec.stride * (codec.height - 1) + rowBytes
+    else { return packet.data }
+    return RawPicture.packed(packet.data, rowBytes: rowBytes, height: codec.height, stride: codec.stride)
   }
 
   /// A picture as consumers get it: bgr24, with what VideoFrame reports of the packet it came from.

@@ -3,8 +3,14 @@ import Foundation
 import GRPCCore
 import GRPCNIOTransportHTTP2
 import Logging
+import RelayCore
+import ServiceLifecycle
 
-/// relay-server's services on one gRPC port: FrameRelay (ingest), Image (consumers), health.
+/// relay-server's parts, wired once here. `services` lists them in start order; a ServiceGroup starts
+/// them and, on SIGTERM or SIGINT, shuts them down gracefully in reverse: the gRPC listeners stop
+/// taking calls and end their streams (everything stored is already acked), live decoders stop,
+/// RTMP passthroughs end, recordings close their segments, the forwarder stops, and the outbox commits
+/// what it was handed and closes.
 public struct RelayServer: Sendable {
   public let configuration: ServerConfiguration
   private let logger: Logger
@@ -14,27 +20,36 @@ public struct RelayServer: Sendable {
     self.logger = logger
   }
 
-  /// Serves until the task is cancelled. `onListening` gets the bound "host:port" once listening,
-  /// `onMetricsListening` the metrics endpoint's.
+  /// Runs until SIGTERM or SIGINT (or the task is cancelled). `onListening` gets each bound
+  /// gRPC address ("host:port", "[::1]:port"), `onMetricsListening` the metrics endpoint's.
   public func run(
-    onListening: @Sendable (String) -> Void, onMetricsListening: @escaping @Sendable (String) -> Void = { _ in }
+    onListening: @escaping @Sendable (String) -> Void,
+    onMetricsListening: @escaping @Sendable (String) -> Void = { _ in }
   ) async throws {
+    var group = ServiceGroupConfiguration(
+      services: try services(onListening: onListening, onMetricsListening: onMetricsListening),
+      gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+    group.maximumGracefulShutdownDuration = configuration.shutdownTimeout
+    group.maximumCancellationDuration = .seconds(2)
+    try await ServiceGroup(configuration: group).run()
+  }
+
+  /// Every part, in start order (shutdown goes the other way).
+  func services(
+    onListening: @escaping @Sendable (String) -> Void,
+    onMetricsListening: @escaping @Sendable (String) -> Void
+  ) throws -> [ServiceGroupConfiguration.ServiceConfiguration] {
     let decoderMetrics = DecoderMetrics()
-    let registry = DeviceRegistry(configuration: configuration, metrics: decoderMetrics, logger: logger)
+    let registry = StreamRegistry(configuration: configuration, metrics: decoderMetrics, logger: logger)
     let annotationMetrics = AnnotationMetrics()
     let outbox = AnnotationOutbox(directory: configuration.dataDirectory, logger: logger)
-    do {
-      try await outbox.open()
-    } catch {
-      logger.error("annotations outbox unavailable, Annotate will fail until this is fixed: \(error)")
-    }
     let forwarder = try makeForwarder(outbox: outbox, metrics: annotationMetrics)
     let recordings = Recordings(
       directory: (configuration.dataDirectory as NSString).appendingPathComponent("recordings"),
       settings: configuration.recordingSettings, logger: logger)
     let proxies = Proxies(endpoints: configuration.rtmpEndpoints, logger: logger)
-    let services: [any RegistrableRPCService] = [
-      IngestService(registry: registry, configuration: configuration, logger: logger),
+    let rpcServices: [any RegistrableRPCService] = [
+      NativeIngestService(registry: registry, sessions: NativeSessions(), configuration: configuration, logger: logger),
       ImageService(
         registry: registry, cursors: ConsumerCursors(capacity: configuration.maxConsumers),
         replays: ReplayLimiter(limit: configuration.maxReplays), metrics: decoderMetrics,
@@ -42,37 +57,30 @@ public struct RelayServer: Sendable {
         configuration: configuration, logger: logger),
       HealthService(),
     ]
-    let server = GRPCServer(
-      transport: .http2NIOPosix(
-        address: .ipv4(host: configuration.host, port: configuration.port),
-        transportSecurity: .plaintext,
-        config: transportConfig),
-      services: services)
 
-    do {
-      try await withThrowingDiscardingTaskGroup { group in
-        if let host = configuration.metricsHost {
-          let metricsServer = MetricsServer(host: host, port: configuration.metricsPort) {
-            MetricsText(
-              registry: registry, decoders: decoderMetrics, outbox: outbox, annotations: annotationMetrics,
-              upstreamConfigured: forwarder != nil, recordings: recordings, proxies: proxies
-            ).render()
-          }
-          group.addTask { try await metricsServer.run(onListening: onMetricsListening) }
-        }
-        if let forwarder {
-          group.addTask { try await forwarder.run() }
-        }
-        group.addTask { await recordings.runRetention() }
-        try await serve(server, onListening: onListening)
-        group.cancelAll()
+    var parts: [(String, any Service)] = [
+      ("annotations-outbox", AnnotationOutboxService(outbox: outbox, logger: logger))
+    ]
+    if let forwarder { parts.append(("annotations-forwarder", ForwarderService(forwarder: forwarder))) }
+    parts.append(("recordings", RecordingsService(recordings: recordings)))
+    parts.append(("rtmp-passthroughs", ProxiesService(proxies: proxies)))
+    parts.append(("live-decoders", LiveDecodersService(registry: registry)))
+    if let metrics = configuration.metricsListen {
+      let server = MetricsServer(host: metrics.host, port: metrics.port) {
+        MetricsText(
+          registry: registry, decoders: decoderMetrics, outbox: outbox, annotations: annotationMetrics,
+          upstreamConfigured: forwarder != nil, recordings: recordings, proxies: proxies
+        ).render()
       }
-    } catch where Task.isCancelled {
-      // Asked to stop (SIGINT/SIGTERM): the transport reports the cancellation; that is a clean stop.
+      parts.append(("metrics-http", MetricsHTTPService(server: server, onListening: onMetricsListening)))
     }
-    // Recordings end with their segments closed (a clean stop leaves complete files); passthroughs end.
-    proxies.stopAll()
-    await recordings.stopAll()
+    for address in configuration.listen {
+      let server = GRPCServer(
+        transport: .http2NIOPosix(address: address.socketAddress, transportSecurity: .plaintext, config: transportConfig),
+        services: rpcServices)
+      parts.append(("grpc \(address)", GRPCListener(server: server, address: address, onListening: onListening)))
+    }
+    return parts.map { name, service in .init(service: service, serviceName: name) }
   }
 
   private func makeForwarder(outbox: AnnotationOutbox, metrics: AnnotationMetrics) throws -> AnnotationForwarder? {
@@ -92,33 +100,22 @@ public struct RelayServer: Sendable {
       logger: logger)
   }
 
-  private func serve(
-    _ server: GRPCServer<HTTP2ServerTransport.Posix>, onListening: @Sendable (String) -> Void
-  ) async throws {
-    try await withThrowingDiscardingTaskGroup { group in
-      group.addTask { try await server.serve() }
-      guard let address = try await server.listeningAddress?.ipv4 else {
-        throw RPCError(code: .unavailable, message: "relay-server could not listen on \(configuration.host):\(configuration.port)")
-      }
-      onListening("\(address.host):\(address.port)")
-      // Cancelled (SIGINT/SIGTERM): stop taking calls, let running ones finish.
-      await withTaskCancellationHandler {
-        while !Task.isCancelled { try? await Task.sleep(for: .seconds(3600)) }
-      } onCancel: {
-        server.beginGracefulShutdown()
-      }
-    }
-  }
-
   /// Tuned for video: the default 64 KiB HTTP/2 window cuts 6 MB-frame throughput about 8×, and the
   /// default 4 MiB payload limit refuses 1080p bgr24 frames with a misleading stream reset.
   var transportConfig: HTTP2ServerTransport.Posix.Config {
     var config = HTTP2ServerTransport.Posix.Config.defaults
     config.http2.targetWindowSize = configuration.http2WindowSize
     config.http2.maxFrameSize = configuration.http2MaxFrameSize
-    // Headroom over our own limit so oversized frames reach IngestService, which answers
+    // Headroom over our own limit so oversized frames reach the ingest, which answers
     // RESOURCE_EXHAUSTED naming the limit; only messages over twice the limit stop in the transport.
     config.rpc.maxRequestPayloadSize = 2 * configuration.maxFrameBytes + (1 << 20)
     return config
+  }
+}
+
+extension HostPort {
+  /// IPv6 when the host is an IPv6 literal ("::1", "::"), IPv4 otherwise.
+  var socketAddress: GRPCNIOTransportCore.SocketAddress {
+    host.contains(":") ? .ipv6(host: host, port: port) : .ipv4(host: host, port: port)
   }
 }

@@ -1,10 +1,11 @@
 import Annotations
+import RelayCore
 
 /// Everything relay-server can be told, with the defaults a small deployment wants.
 public struct ServerConfiguration: Sendable {
-  public var host = "127.0.0.1"
-  /// 50001 is the port Chrysalis consumers hard-code.
-  public var port = 50001
+  /// gRPC listen addresses; every service is served on each. 50001 is the port Chrysalis consumers
+  /// hard-code.
+  public var listen = [HostPort(host: "127.0.0.1", port: 50001)]
   /// Largest Publish frame and largest Image response, in bytes. 1080p bgr24 is 6,220,800.
   public var maxFrameBytes = 16 << 20
   /// Per-device packet ring bounds.
@@ -17,6 +18,8 @@ public struct ServerConfiguration: Sendable {
   public var decoderIdleTimeout: Duration = .seconds(10)
   /// How long VideoLatestImage waits for a frame newer than the consumer's last before answering empty.
   public var latestFrameWait: Duration = .milliseconds(48)
+  /// How long the first VideoLatestImage on a cold stream waits for its newest picture to be decoded.
+  public var coldStartWait: Duration = .seconds(1)
   /// Consumers remembered for VideoLatestImage cursors (oldest forgotten first).
   public var maxConsumers = 1024
   /// VideoBufferedImage calls decoding at once (each on a thread of its own).
@@ -25,8 +28,9 @@ public struct ServerConfiguration: Sendable {
   public var http2MaxFrameSize = 1 << 20
   public var http2WindowSize = 16 << 20
   /// Where to serve Prometheus metrics (`GET /metrics`); nil for nowhere.
-  public var metricsHost: String?
-  public var metricsPort = 0
+  public var metricsListen: HostPort?
+  /// How long a graceful shutdown may take before what is left is cancelled.
+  public var shutdownTimeout: Duration = .seconds(10)
 
   /// Where the annotations outbox and recordings live.
   public var dataDirectory = "relay-data"

@@ -2,11 +2,15 @@ import Logging
 import RelayCore
 import Synchronization
 
-/// Every device seen since start, bounded in number.
-final class DeviceRegistry: Sendable {
+/// Every stream seen since start, bounded in number, each with its live decoder.
+final class StreamRegistry: Sendable {
   struct Entry: Sendable {
-    let device: Device
+    let stream: DeviceStream
     let decoder: LiveDecoder
+  }
+
+  enum Refusal: Error, Equatable {
+    case tooManyDevices(limit: Int)
   }
 
   private let configuration: ServerConfiguration
@@ -25,15 +29,14 @@ final class DeviceRegistry: Sendable {
   }
 
   /// The device's entry, created on first sight.
-  func entryCreatingIfNeeded(_ id: DeviceID) throws(IngestError) -> Entry {
-    try entries.withLock { entries throws(IngestError) in
+  func entryCreatingIfNeeded(_ id: DeviceID) throws(Refusal) -> Entry {
+    try entries.withLock { entries throws(Refusal) in
       if let entry = entries[id] { return entry }
       guard entries.count < configuration.maxDevices else { throw .tooManyDevices(limit: configuration.maxDevices) }
-      let device = Device(id: id, ringLimits: configuration.ringLimits)
+      let stream = DeviceStream(id: id, ringLimits: configuration.ringLimits)
       let decoder = LiveDecoder(
-        device: device, idleTimeout: configuration.decoderIdleTimeout, metrics: metrics,
-        logger: logger)
-      let entry = Entry(device: device, decoder: decoder)
+        stream: stream, idleTimeout: configuration.decoderIdleTimeout, metrics: metrics, logger: logger)
+      let entry = Entry(stream: stream, decoder: decoder)
       entries[id] = entry
       return entry
     }
@@ -41,6 +44,11 @@ final class DeviceRegistry: Sendable {
 
   /// All entries, sorted by device id.
   var all: [Entry] {
-    entries.withLock { Array($0.values) }.sorted { $0.device.id.rawValue < $1.device.id.rawValue }
+    entries.withLock { Array($0.values) }.sorted { $0.stream.id.rawValue < $1.stream.id.rawValue }
+  }
+
+  /// Stops every live decoder and waits for their threads (shutdown).
+  func stopDecoders() {
+    for entry in all { entry.decoder.stopAndWait() }
   }
 }

@@ -1,29 +1,97 @@
 import Foundation
 import RelayCore
+import Synchronization
 
-/// Reads a device's packets as they are stored, on the caller's thread (a recorder's or a proxy's).
-/// If the ring dropped packets this reader had not read yet, it resumes at the newest keyframe and
-/// says so (`gap`), so a muxer never gets a P-frame without its keyframe.
-struct PacketFollower {
-  let device: Device
+/// A reader's attachment to a DeviceStream (the live decoder, a replay, a recorder, an RTMP passthrough),
+/// used from the reader's own thread. `next` blocks until packets arrive; nothing polls.
+///
+/// - `live`: when the reader falls more than `maxBacklogMs` behind, or the ring evicted what it was
+///   about to read, it jumps to the newest keyframe: consumers want live pictures, not old ones.
+/// - `lossless`: everything in order; if the ring evicted packets before they were read, it resumes at
+///   the ring's oldest packet (a keyframe) and reports how many it missed.
+struct StreamSubscription: Sendable {
+  enum Policy: Sendable {
+    case live(maxBacklogMs: Int64)
+    case lossless
+  }
+
+  enum Event {
+    /// Packets after the previous batch. `jumped`: live skipped ahead to a keyframe; `missed`: packets
+    /// lossless could not read any more (0 when none).
+    case packets([StoredPacket], jumped: Bool, missed: UInt64)
+    case deadlinePassed
+    case cancelled
+  }
+
+  let stream: DeviceStream
+  let policy: Policy
+  private let cancellation = ReaderCancellation()
   private(set) var lastIndex: UInt64
 
-  init(device: Device, after index: UInt64) {
-    self.device = device
+  /// Hand this to whoever may end the subscription from another thread.
+  var canceller: Canceller { Canceller(cancellation: cancellation, stream: stream) }
+
+  /// Cancels from any thread: the waiting reader wakes and gets `.cancelled`.
+  struct Canceller: Sendable {
+    fileprivate let cancellation: ReaderCancellation
+    fileprivate let stream: DeviceStream
+
+    func cancel() {
+      cancellation.cancel()
+      stream.wakeReaders()
+    }
+  }
+
+  init(stream: DeviceStream, policy: Policy, after index: UInt64) {
+    self.stream = stream
+    self.policy = policy
     self.lastIndex = index
   }
 
-  /// The next packets, or nil once `stop` says so (it is asked between waits, with `lastIndex`).
-  mutating func next(stop: (UInt64) -> Bool) -> (packets: [StoredPacket], gap: Bool)? {
-    while !stop(lastIndex) {
-      let (packets, _) = device.packets(after: lastIndex, maxBacklogMs: .max)
-      if let first = packets.first, let last = packets.last {
-        let gap = first.index != lastIndex + 1
-        lastIndex = last.index
-        return (packets, gap)
-      }
-      device.waitForArrivals(after: lastIndex, timeout: 0.1)
+  func cancel() { canceller.cancel() }
+
+  /// The next packets, waiting for them until `deadline` (nil: no deadline) or cancellation.
+  mutating func next(deadline: ContinuousClock.Instant? = nil) -> Event {
+    while !cancellation.isCancelled {
+      if let event = take() { return event }
+      if let deadline, ContinuousClock.now >= deadline { return .deadlinePassed }
+      stream.waitForPackets(after: lastIndex, cancelled: cancellation, deadline: deadline)
     }
-    return nil
+    return .cancelled
   }
+
+  /// Without waiting, cancelled or not: the packets stored after the last read, if any (what a
+  /// recorder that was told to stop still writes).
+  mutating func nextAvailable() -> Event? { take() }
+
+  private mutating func take() -> Event? {
+    let next = stream.packets(after: lastIndex)
+    guard let first = next.first, let last = next.last else { return nil }
+    let contiguous = first.index == lastIndex + 1
+    switch policy {
+    case .lossless:
+      let missed = contiguous || lastIndex == 0 ? 0 : first.index - lastIndex - 1
+      lastIndex = last.index
+      return .packets(Array(next), jumped: false, missed: missed)
+    case .live(let maxBacklogMs):
+      if contiguous && last.timestampMs - first.timestampMs <= maxBacklogMs {
+        lastIndex = last.index
+        return .packets(Array(next), jumped: false, missed: 0)
+      }
+      let live = stream.packetsFromNewestKeyframe()
+      guard let keyframe = live.first, keyframe.index > first.index || !contiguous else {
+        lastIndex = last.index  // no newer keyframe to jump to: carry on in order
+        return .packets(Array(next), jumped: false, missed: 0)
+      }
+      lastIndex = live.last!.index
+      return .packets(Array(live), jumped: true, missed: 0)
+    }
+  }
+}
+
+/// Set once, from any thread, to end a reader's subscription.
+final class ReaderCancellation: Sendable {
+  private let flag = Atomic<Bool>(false)
+  func cancel() { flag.store(true, ordering: .releasing) }
+  var isCancelled: Bool { flag.load(ordering: .acquiring) }
 }

@@ -3,14 +3,32 @@ import GRPCCore
 import Logging
 import RelayCore
 import RelayProtocol
+import ServiceLifecycle
 
 /// `framerelay.v1.FrameRelay/Publish`: hello → accepted, then every frame stored and acked in order.
-struct IngestService: Framerelay_V1_FrameRelay.SimpleServiceProtocol {
-  let registry: DeviceRegistry
+/// The session rules are NativeSession's; the frames go into the device's DeviceStream.
+struct NativeIngestService: Framerelay_V1_FrameRelay.SimpleServiceProtocol {
+  let registry: StreamRegistry
+  let sessions: NativeSessions
   let configuration: ServerConfiguration
   let logger: Logger
 
   func publish(
+    request: RPCAsyncSequence<Framerelay_V1_PublishRequest, any Error>,
+    response: RPCWriter<Framerelay_V1_PublishResponse>,
+    context: ServerContext
+  ) async throws {
+    do {
+      // A shutdown ends the stream between frames; the client resumes on its next connection.
+      try await cancelWhenGracefulShutdown {
+        try await self.serve(request: request, response: response, context: context)
+      }
+    } catch is CancellationError where Task.isShuttingDownGracefully {
+      throw RPCError(code: .unavailable, message: "relay-server is shutting down; reconnect to resume")
+    }
+  }
+
+  private func serve(
     request: RPCAsyncSequence<Framerelay_V1_PublishRequest, any Error>,
     response: RPCWriter<Framerelay_V1_PublishResponse>,
     context: ServerContext
@@ -20,10 +38,10 @@ struct IngestService: Framerelay_V1_FrameRelay.SimpleServiceProtocol {
     guard case .hello(let hello) = first.message else {
       throw RPCError(code: .failedPrecondition, message: IngestError.frameBeforeHello.description)
     }
-    let (entry, token, resumeAfter) = try begin(hello)
-    let device = entry.device
+    let (slot, token, resumeAfter) = try begin(hello)
+    let stream = slot.stream
     var log = logger
-    log[metadataKey: "device"] = "\(device.id)"
+    log[metadataKey: "device"] = "\(stream.id)"
     log.info(
       "publisher connected",
       metadata: [
@@ -39,22 +57,28 @@ struct IngestService: Framerelay_V1_FrameRelay.SimpleServiceProtocol {
     try await response.write(.with { $0.message = .accepted(accepted) })
 
     var endError: String? = nil
-    defer { device.endSession(token: token, error: endError) }
+    defer { if slot.isCurrent(token) { stream.publisherDisconnected(error: endError) } }
     do {
       while let message = try await messages.next() {
         switch message.message {
         case .frame(let frame):
-          try store(frame, in: device, token: token)
+          guard frame.data.count <= configuration.maxFrameBytes else {
+            throw IngestError.frameTooLarge(size: frame.data.count, limit: configuration.maxFrameBytes)
+          }
+          try slot.store(
+            sequence: frame.sequence, data: frame.data, pts: frame.pts, dts: frame.dts, isKeyframe: frame.keyframe,
+            captureTimeMs: frame.captureTimeMs, token: token)
           try await response.write(.with { $0.message = .ack(.with { $0.sequence = frame.sequence }) })
         case .framesDropped(let dropped):
-          try device.declareDropped(first: dropped.first, last: dropped.last, token: token)
+          try slot.declareDropped(first: dropped.first, last: dropped.last, token: token)
           log.warning("client dropped frames \(dropped.first)...\(dropped.last) (its queue bound was reached)")
         case .clockSync(let sync):
-          device.setClockOffset(sync.offsetMs, token: token)
+          slot.setClockOffset(sync.offsetMs, token: token)
         case .captureStatus(let status):
-          device.updateCapture(
-            state: CaptureState(status.state), lastError: status.lastError, failingStreak: status.failingStreak,
-            token: token)
+          if slot.isCurrent(token) {
+            stream.updateCapture(
+              state: CaptureState(status.state), lastError: status.lastError, failingStreak: status.failingStreak)
+          }
         case .hello:
           throw IngestError.helloTwice
         case .none:
@@ -73,31 +97,27 @@ struct IngestService: Framerelay_V1_FrameRelay.SimpleServiceProtocol {
     }
   }
 
-  private func begin(_ hello: Framerelay_V1_Hello) throws(RPCError) -> (DeviceRegistry.Entry, UInt64, UInt64) {
+  private func begin(_ hello: Framerelay_V1_Hello) throws(RPCError) -> (NativeSessionSlot, UInt64, UInt64) {
     do throws(IngestError) {
       let id: DeviceID
       do { id = try DeviceID(validating: hello.deviceID) } catch { throw .invalidDeviceID(error.description) }
-      let codec = try CodecDescription(validating: hello.codec)
-      let entry = try registry.entryCreatingIfNeeded(id)
-      var status = Device.Status()
+      let codec: CodecDescription
+      do { codec = try CodecDescription(validating: hello.codec) } catch { throw .invalidCodec(error.description) }
+      let entry: StreamRegistry.Entry
+      do { entry = try registry.entryCreatingIfNeeded(id) } catch { throw IngestError(error) }
+      let slot = sessions.slot(for: entry.stream)
+      let sessionID = hello.sessionID.isEmpty ? UUID().uuidString : hello.sessionID
+      let (token, resumeAfter) = slot.begin(sessionID: sessionID)
+      var status = DeviceStream.Status()
       status.pid = hello.client.pid
       status.host = hello.client.host
       status.source = hello.source
-      let sessionID = hello.sessionID.isEmpty ? UUID().uuidString : hello.sessionID
-      let (token, resumeAfter) = entry.device.beginSession(id: sessionID, codec: codec, status: status)
-      return (entry, token, resumeAfter)
+      status.ingest = "native"
+      entry.stream.publisherConnected(codec: codec, status: status)
+      return (slot, token, resumeAfter)
     } catch {
       throw RPCError(error)
     }
-  }
-
-  private func store(_ frame: Framerelay_V1_Frame, in device: Device, token: UInt64) throws(IngestError) {
-    guard frame.data.count <= configuration.maxFrameBytes else {
-      throw .frameTooLarge(size: frame.data.count, limit: configuration.maxFrameBytes)
-    }
-    try device.store(
-      sequence: frame.sequence, data: frame.data, pts: frame.pts, dts: frame.dts, isKeyframe: frame.keyframe,
-      captureTimeMs: frame.captureTimeMs, token: token)
   }
 }
 
@@ -115,29 +135,10 @@ extension RPCError {
   }
 }
 
-extension CaptureState {
-  init(_ state: Framerelay_V1_CaptureStatus.State) {
-    switch state {
-    case .reconnecting: self = .reconnecting
-    case .failed: self = .failed
-    case .stopped: self = .stopped
-    default: self = .running
+extension IngestError {
+  init(_ refusal: StreamRegistry.Refusal) {
+    switch refusal {
+    case .tooManyDevices(let limit): self = .tooManyDevices(limit: limit)
     }
-  }
-}
-
-extension CodecDescription {
-  init(validating codec: Framerelay_V1_CodecDescription) throws(IngestError) {
-    guard !codec.name.isEmpty else { throw .invalidCodec("codec.name is empty (e.g. h264, hevc, mjpeg, rawvideo)") }
-    guard codec.width > 0, codec.height > 0, codec.width <= 16384, codec.height <= 16384 else {
-      throw .invalidCodec("codec size \(codec.width)x\(codec.height) is not a picture size")
-    }
-    guard codec.timeBaseNum > 0, codec.timeBaseDen > 0 else {
-      throw .invalidCodec("codec time base \(codec.timeBaseNum)/\(codec.timeBaseDen) must be positive")
-    }
-    self.init(
-      name: codec.name, width: Int(codec.width), height: Int(codec.height), pixelFormat: codec.pixFmt,
-      extradata: codec.extradata, timeBase: Rational(codec.timeBaseNum, codec.timeBaseDen),
-      frameRate: codec.frameRate.isFinite ? codec.frameRate : 0)
   }
 }

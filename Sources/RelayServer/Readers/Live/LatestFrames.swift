@@ -1,7 +1,8 @@
 import Synchronization
 
-/// The newest decoded frame of a device (and the newest keyframe), and the consumers waiting for one.
-/// Each consumer brings its own cursor, so consumers never share or steal frames.
+/// The newest decoded frame of a stream (and the newest keyframe), and the consumers waiting for one.
+/// Each consumer brings its own cursor, so consumers never share or steal frames. Frames belong to one
+/// decoder run: `begin` and `end` forget the frames of the run before, so nothing stale is handed out.
 final class LatestFrames: Sendable {
   private struct Waiter {
     var after: UInt64
@@ -10,6 +11,7 @@ final class LatestFrames: Sendable {
   }
 
   private struct State {
+    var run = 0
     var latest: LiveFrame?
     var latestKeyframe: LiveFrame?
     var waiters: [UInt64: Waiter] = [:]
@@ -18,8 +20,26 @@ final class LatestFrames: Sendable {
 
   private let state = Mutex(State())
 
-  func publish(_ frame: LiveFrame) {
+  /// A decoder run starts (or its codec changed): frames from before are gone.
+  func begin(run: Int) {
+    state.withLock { $0.run = run; $0.latest = nil; $0.latestKeyframe = nil }
+  }
+
+  /// The run is over: its frames are no longer live.
+  func end(run: Int) {
+    state.withLock { state in
+      guard state.run == run else { return }
+      state.latest = nil
+      state.latestKeyframe = nil
+    }
+  }
+
+  /// Whether the current run has produced a frame yet (a cold stream has none).
+  var hasFrame: Bool { state.withLock { $0.latest != nil } }
+
+  func publish(_ frame: LiveFrame, run: Int) {
     let ready: [CheckedContinuation<LiveFrame?, Never>] = state.withLock { state in
+      guard state.run == run else { return [] }
       state.latest = frame
       if frame.isKeyframe { state.latestKeyframe = frame }
       var ready: [CheckedContinuation<LiveFrame?, Never>] = []
@@ -32,16 +52,12 @@ final class LatestFrames: Sendable {
     for continuation in ready { continuation.resume(returning: frame) }
   }
 
-  /// Forgets frames (the codec changed or the device was reset): nothing stale is handed out.
-  func clear() {
-    state.withLock { $0.latest = nil; $0.latestKeyframe = nil }
-  }
-
   /// The newest frame with a packet index above `after` (a keyframe if asked), waiting up to `timeout`.
   func next(after: UInt64, keyframeOnly: Bool, timeout: Duration) async -> LiveFrame? {
     if let frame = state.withLock({ Self.newest(in: $0, after: after, keyframeOnly: keyframeOnly) }) {
       return frame
     }
+    guard timeout > .zero else { return nil }
     let id = state.withLock { state -> UInt64 in
       state.nextWaiterID += 1
       return state.nextWaiterID

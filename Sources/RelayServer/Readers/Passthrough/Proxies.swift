@@ -20,7 +20,7 @@ final class Proxies: Sendable {
   }
 
   /// Starts the passthrough unless it runs already. The endpoint must exist (see `endpoint(for:)`).
-  func start(_ device: Device, url: String) {
+  func start(_ device: DeviceStream, url: String) {
     let proxy = running.withLock { running -> RTMPProxy? in
       if let current = running[device.id], !current.isStopped { return nil }
       let proxy = RTMPProxy(device: device, url: url, metrics: metrics, logger: logger)
@@ -33,13 +33,14 @@ final class Proxies: Sendable {
     }
   }
 
-  func stop(_ device: DeviceID) {
+  /// Stops the passthrough and returns once its thread has ended.
+  func stop(_ device: DeviceID) async {
     guard let proxy = running.withLock({ $0.removeValue(forKey: device) }) else { return }
-    proxy.stop()
+    await proxy.stop()
     logger.info("RTMP passthrough off", metadata: ["device": "\(device)"])
   }
 
-  func stopAll() {
-    for device in running.withLock({ Array($0.keys) }) { stop(device) }
+  func stopAll() async {
+    for device in running.withLock({ Array($0.keys) }) { await stop(device) }
   }
 }

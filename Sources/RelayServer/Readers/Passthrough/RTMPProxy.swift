@@ -8,14 +8,17 @@ import Synchronization
 /// endpoint, from the ring's newest keyframe on. When the endpoint goes away it reconnects with
 /// back-off, starting again at a keyframe, until stopped.
 final class RTMPProxy: Sendable {
-  let device: Device
+  let device: DeviceStream
   let url: String
   private let metrics: ProxyMetrics
   private let logger: Logger
   private let backoff = Backoff(initialSeconds: 0.5, maximumSeconds: 10)
   private let interrupt = MediaInterrupt()
+  private let stopped = StopSignal()
+  private let reading = Mutex<StreamSubscription.Canceller?>(nil)
+  private let thread = Mutex<ThreadHandle?>(nil)
 
-  init(device: Device, url: String, metrics: ProxyMetrics, logger: Logger) {
+  init(device: DeviceStream, url: String, metrics: ProxyMetrics, logger: Logger) {
     self.device = device
     self.url = url
     self.metrics = metrics
@@ -24,13 +27,16 @@ final class RTMPProxy: Sendable {
 
   func start() {
     metrics.update(device.id) { $0.on = true }
-    DedicatedThread.start(name: "rtmp-\(device.id)") { [self] in run() }
+    thread.withLock { $0 = DedicatedThread.start(name: "rtmp-\(device.id)") { [self] in run() } }
   }
 
-  /// Stops at once: a blocked network write is interrupted.
-  func stop() {
+  /// Stops at once (a blocked network write is interrupted) and waits for the thread to end.
+  func stop() async {
     interrupt.set()
+    stopped.stop()
+    reading.withLock { $0 }?.cancel()
     metrics.update(device.id) { $0.on = false }
+    await thread.withLock { $0 }?.joined()
   }
 
   var isStopped: Bool { interrupt.isSet }
@@ -47,7 +53,7 @@ final class RTMPProxy: Sendable {
         let delay = backoff.delay(attempt: failures - 1)
         logger.warning(
           "RTMP passthrough of \(device.id) to \(url): \(error); reconnecting in \(String(format: "%.1f", delay))s")
-        sleep(seconds: delay)
+        stopped.wait(seconds: delay)
         continue
       }
     }
@@ -56,12 +62,15 @@ final class RTMPProxy: Sendable {
 
   /// One connection: from the newest keyframe until a write fails or the proxy is stopped.
   private func pushOnce() throws(MediaError) {
-    var follower = PacketFollower(device: device, after: device.indexBeforeNewestKeyframe)
+    var subscription = device.subscribe(.lossless, after: device.indexBeforeNewestKeyframe)
+    reading.withLock { $0 = subscription.canceller }
+    if interrupt.isSet { return }  // stopped before the canceller was in place
     var muxer: PacketMuxer?
     var timeline: MillisecondTimeline?
     var codec: CodecConfiguration?
     defer { try? muxer?.finish() }
-    while let (packets, _) = follower.next(stop: { _ in interrupt.isSet }) {
+    // After a gap the subscription resumes at the ring's oldest packet, a keyframe.
+    while case .packets(let packets, _, _) = subscription.next() {
       for packet in packets {
         if muxer == nil || codec !== packet.codec {
           guard packet.isKeyframe else { continue }
@@ -81,10 +90,5 @@ final class RTMPProxy: Sendable {
         metrics.update(device.id) { $0.packets += 1 }
       }
     }
-  }
-
-  private func sleep(seconds: Double) {
-    let until = Date(timeIntervalSinceNow: seconds)
-    while !interrupt.isSet && Date() < until { Thread.sleep(forTimeInterval: 0.05) }
   }
 }

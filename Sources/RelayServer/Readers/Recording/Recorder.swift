@@ -12,7 +12,7 @@ final class Recorder: Sendable {
     var segmentMs: Int64 = 60_000
   }
 
-  let device: Device
+  let stream: DeviceStream
   let directory: String
   private let settings: Settings
   private let metrics: RecordingMetrics
@@ -23,17 +23,18 @@ final class Recorder: Sendable {
     /// Set by `stop`: record everything stored up to this index, then close.
     var stopAfter: UInt64?
     var finished = false
-    var waiters: [CheckedContinuation<Void, Never>] = []
     var failure: String?
     var openSegment: String?
+    var subscription: StreamSubscription.Canceller?
+    var thread: ThreadHandle?
   }
   private let state = Mutex(State())
 
   init(
-    device: Device, directory: String, settings: Settings, metrics: RecordingMetrics, logger: Logger,
+    stream: DeviceStream, directory: String, settings: Settings, metrics: RecordingMetrics, logger: Logger,
     onSegmentClosed: @escaping @Sendable () -> Void
   ) {
-    self.device = device
+    self.stream = stream
     self.directory = directory
     self.settings = settings
     self.metrics = metrics
@@ -42,21 +43,23 @@ final class Recorder: Sendable {
   }
 
   func start() {
-    let startAfter = device.newestIndex
-    DedicatedThread.start(name: "record-\(device.id)") { [self] in record(after: startAfter) }
+    let subscription = stream.subscribe(.lossless, after: stream.newestIndex)
+    state.withLock { state in
+      state.subscription = subscription.canceller
+      state.thread = DedicatedThread.start(name: "record-\(stream.id)") { [self] in record(subscription) }
+    }
   }
 
-  /// Records what was stored before this call, closes the segment cleanly, then returns.
+  /// Records what was stored before this call, closes the segment cleanly, then returns once the
+  /// recording thread has ended.
   func stop() async {
-    let stopAfter = device.newestIndex
-    await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
-      let finished = state.withLock { state in
-        state.stopAfter = state.stopAfter ?? stopAfter
-        if !state.finished { state.waiters.append(done) }
-        return state.finished
-      }
-      if finished { done.resume() }
+    let stopAfter = stream.newestIndex
+    let (subscription, thread) = state.withLock { state in
+      state.stopAfter = state.stopAfter ?? stopAfter
+      return (state.subscription, state.thread)
     }
+    subscription?.cancel()
+    await thread?.joined()
   }
 
   var isRecording: Bool { state.withLock { !$0.finished } }
@@ -66,15 +69,12 @@ final class Recorder: Sendable {
 
   // MARK: The recording thread
 
-  private func record(after startIndex: UInt64) {
-    var follower = PacketFollower(device: device, after: startIndex)
+  private func record(_ initial: StreamSubscription) {
+    var subscription = initial
     var segment: Segment?
     var waitingForKeyframe = true
     do {
-      while let (packets, gap) = follower.next(stop: shouldStop) {
-        if gap {
-          logger.warning("recording of \(device.id) fell behind the ring: frames are missing, resuming at a keyframe")
-        }
+      while let packets = nextPackets(&subscription) {
         for packet in packets {
           if waitingForKeyframe {
             guard packet.isKeyframe else { continue }
@@ -89,25 +89,40 @@ final class Recorder: Sendable {
           if segment == nil {
             segment = try Segment(first: packet, directory: directory)
             state.withLock { $0.openSegment = segment?.path }
-            logger.info("recording segment", metadata: ["device": "\(device.id)", "path": "\(segment!.path)"])
+            logger.info("recording segment", metadata: ["device": "\(stream.id)", "path": "\(segment!.path)"])
           }
           try segment!.write(packet)
-          metrics.frameRecorded(device.id)
+          metrics.frameRecorded(stream.id)
         }
       }
       if let segment { try close(segment) }
       finish(failure: nil)
     } catch {
       let message = "recording stopped: \(error)"
-      logger.error("\(message)", metadata: ["device": "\(device.id)"])
-      metrics.failed(device.id)
+      logger.error("\(message)", metadata: ["device": "\(stream.id)"])
+      metrics.failed(stream.id)
       try? segment?.muxer.finish()
       finish(failure: message)
     }
   }
 
-  private func shouldStop(_ lastIndex: UInt64) -> Bool {
-    state.withLock { state in state.stopAfter.map { lastIndex >= $0 } ?? false }
+  /// The next packets to write, or nil once everything stored before `stop` is written.
+  private func nextPackets(_ subscription: inout StreamSubscription) -> [StoredPacket]? {
+    let stopAfter = state.withLock { $0.stopAfter }
+    if let stopAfter, subscription.lastIndex >= stopAfter { return nil }
+    // Told to stop: what is already stored, without waiting for more.
+    let event = stopAfter == nil ? subscription.next() : subscription.nextAvailable()
+    switch event {
+    case .packets(let packets, _, let missed)?:
+      if missed > 0 {
+        logger.warning("recording of \(stream.id) fell behind the ring: \(missed) frames are missing, resuming at a keyframe")
+      }
+      return stopAfter.map { last in packets.filter { $0.index <= last } } ?? packets
+    case .cancelled?:
+      return nextPackets(&subscription)  // stop was called: drain up to its index
+    case .deadlinePassed?, nil:
+      return nil
+    }
   }
 
   private func close(_ segment: Segment) throws(MediaError) {
@@ -117,13 +132,10 @@ final class Recorder: Sendable {
   }
 
   private func finish(failure: String?) {
-    let waiters = state.withLock { state in
+    state.withLock { state in
       state.finished = true
       state.failure = failure
       state.openSegment = nil
-      defer { state.waiters.removeAll() }
-      return state.waiters
     }
-    for waiter in waiters { waiter.resume() }
   }
 }

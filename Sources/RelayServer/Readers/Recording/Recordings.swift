@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import NIOPosix
 import RelayCore
 import Synchronization
 
@@ -33,11 +34,11 @@ final class Recordings: Sendable {
   }
 
   /// Starts recording the device unless it already is.
-  func start(_ device: Device) {
+  func start(_ device: DeviceStream) {
     let recorder = recorders.withLock { recorders -> Recorder? in
       if let current = recorders[device.id], current.isRecording { return nil }
       let recorder = Recorder(
-        device: device, directory: (directory as NSString).appendingPathComponent(device.id.rawValue),
+        stream: device, directory: (directory as NSString).appendingPathComponent(device.id.rawValue),
         settings: .init(segmentMs: Int64(settings.segmentSeconds * 1000)), metrics: metrics, logger: logger,
         onSegmentClosed: { [self] in enforceRetention() })
       recorders[device.id] = recorder
@@ -92,11 +93,12 @@ final class Recordings: Sendable {
     metrics.bytesOnDisk.store(total, ordering: .relaxed)
   }
 
-  /// Keeps the bounds while the server runs (a segment closing also triggers it).
-  func runRetention() async {
+  /// Keeps the bounds while the server runs (a segment closing also triggers it), until the task is
+  /// cancelled. Listing and deleting files blocks: it runs on NIO's thread pool for blocking work.
+  func runRetention(every interval: Duration = .seconds(10)) async {
     while !Task.isCancelled {
-      enforceRetention()
-      try? await Task.sleep(for: .seconds(10))
+      try? await NIOThreadPool.singleton.runIfActive { self.enforceRetention() }
+      try? await Task.sleep(for: interval)
     }
   }
 

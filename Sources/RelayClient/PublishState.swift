@@ -1,0 +1,91 @@
+import Foundation
+import RelayCore
+import Synchronization
+
+/// What the capture pump, the stream attempts and the status line share: the queue, the counters and
+/// the state of the current attempt, behind one lock. Async code waits for a condition on it with
+/// `waitUntil`; every change that may matter calls `wake`.
+final class PublishState: Sendable {
+  struct CaptureReport: Sendable {
+    var state: CaptureState
+    var error: String
+    var failingStreak: Int64
+  }
+
+  struct Values {
+    var queue: FrameQueue
+    var stats = PublishStats()
+    var lastCapture: CaptureReport?
+    var captureVersion = 0
+    var captureEnded = false
+    var captureError: String?
+    var stopping = false
+    var drainDeadlinePassed = false
+    // The stream attempt that is current; callbacks of abandoned attempts check it.
+    var attempt: UInt64 = 0
+    var failures = 0
+    var failedAtNs: UInt64?
+    /// The server took this attempt's opening message (hello, descriptor, or the first reply).
+    var accepted = false
+    var responseEnded = false
+    var lastProgressNs: UInt64 = 0
+
+    /// Capture is over and everything is acked, or we stopped waiting.
+    var isFinished: Bool { (captureEnded || stopping) && (queue.isEmpty || drainDeadlinePassed) }
+  }
+
+  /// The attempt's response side ended while its request side waited.
+  struct StreamEnded: Error {}
+
+  private struct Waiters {
+    var waiting: [UInt64: CheckedContinuation<Void, any Error>] = [:]
+    var nextID: UInt64 = 0
+  }
+
+  private let values: Mutex<Values>
+  private let waiters = Mutex(Waiters())
+
+  init(queue: FrameQueue) { values = Mutex(Values(queue: queue)) }
+
+  func withLock<T>(_ body: (inout Values) -> T) -> T { values.withLock { body(&$0) } }
+
+  var isFinished: Bool { values.withLock { $0.isFinished } }
+
+  /// Something changed: every waiter looks at its condition again.
+  func wake() {
+    let ready = waiters.withLock { waiters in
+      defer { waiters.waiting.removeAll() }
+      return Array(waiters.waiting.values)
+    }
+    for waiter in ready { waiter.resume() }
+  }
+
+  /// Waits until `condition` holds. A stream's side (`attempt` given) also stops waiting, with
+  /// StreamEnded, when that attempt's response side has ended.
+  func waitUntil(attempt: UInt64? = nil, _ condition: @escaping @Sendable (Values) -> Bool) async throws {
+    let check: @Sendable (Values) throws -> Bool = { values in
+      if condition(values) { return true }
+      if attempt != nil && values.responseEnded { throw StreamEnded() }
+      return false
+    }
+    while try !values.withLock({ try check($0) }) {
+      let id = waiters.withLock { waiters -> UInt64 in
+        waiters.nextID += 1
+        return waiters.nextID
+      }
+      try await withTaskCancellationHandler {
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+          // Registered before the second look, so a wake in between is not lost.
+          waiters.withLock { $0.waiting[id] = continuation }
+          let now = (try? values.withLock { try check($0) }) ?? true
+          if now || Task.isCancelled, let waiter = waiters.withLock({ $0.waiting.removeValue(forKey: id) }) {
+            waiter.resume()
+          }
+        }
+      } onCancel: {
+        waiters.withLock { $0.waiting.removeValue(forKey: id) }?.resume(throwing: CancellationError())
+      }
+      try Task.checkCancellation()
+    }
+  }
+}

@@ -1,0 +1,92 @@
+import Foundation
+import RelayCore
+
+/// The client's frames between capture and acknowledgement, as a value: it numbers captured frames
+/// (1, 2, 3, … per run), remembers which codec (hello) each belongs to, keeps them in the bounded
+/// `Outbox` until acked, and decides what a stream sends next: a frame, a declared gap first, or
+/// nothing until a new stream with a new hello. Every sender protocol drives the same queue.
+struct FrameQueue {
+  /// What a stream of one codec generation should do next.
+  enum Next {
+    /// Send this frame. `gapBefore`: frames the bound dropped right before it, to declare first.
+    case frame(Outbox.Entry, gapBefore: ClosedRange<UInt64>?)
+    /// The next frame belongs to another codec: let this stream's frames be acked, then start anew.
+    case codecChanged
+    /// Nothing to send now (all sent, or the window or the byte bound is full).
+    case wait
+  }
+
+  private(set) var outbox: Outbox
+  private(set) var nextSequence: UInt64 = 1
+  /// Codecs by generation; a new generation starts when the source reopens with another format.
+  private var codecs: [Int: CodecDescription] = [:]
+  private(set) var codecGeneration = -1
+  /// The highest sequence the current stream sent or the server holds.
+  private var lastSent: UInt64 = 0
+
+  init(limits: Outbox.Limits) { outbox = Outbox(limits: limits) }
+
+  var isEmpty: Bool { outbox.isEmpty }
+  var count: Int { outbox.count }
+  var inFlightCount: Int { outbox.inFlightCount }
+  var inFlightBytes: Int { outbox.inFlightBytes }
+  var byteCount: Int { outbox.byteCount }
+  var droppedFrames: Int { outbox.droppedFrames }
+  var hasCodec: Bool { codecGeneration >= 0 }
+  func hasRoom(for bytes: Int) -> Bool { outbox.hasRoom(for: bytes) }
+
+  /// The source (re)opened: a codec other than the current one starts a new generation.
+  mutating func sourceOpened(_ codec: CodecDescription) {
+    guard codecs[codecGeneration] != codec else { return }
+    codecGeneration += 1
+    codecs[codecGeneration] = codec
+  }
+
+  /// Adds a captured frame of the current codec; returns how many frames the bound made it drop.
+  @discardableResult
+  mutating func capture(_ packet: EncodedPacket) -> Int {
+    precondition(hasCodec, "a frame before the source's codec")
+    let entry = Outbox.Entry(sequence: nextSequence, packet: packet, codecGeneration: codecGeneration)
+    nextSequence += 1
+    return outbox.append(entry)
+  }
+
+  /// What a new stream announces: the codec of the oldest frame still to send, so frames resent after
+  /// a reconnect keep the codec they were captured with.
+  var streamCodec: (generation: Int, codec: CodecDescription) {
+    let generation = outbox.oldest?.codecGeneration ?? codecGeneration
+    return (generation, codecs[generation]!)
+  }
+
+  /// A new stream begins: the server holds everything up to `resumeAfter`; all else is to be sent
+  /// again. A gap before the oldest frame (a new server) means sending resumes at a keyframe.
+  /// Returns how many frames the resume point acknowledged.
+  mutating func restart(after resumeAfter: UInt64) -> Int {
+    lastSent = resumeAfter
+    return outbox.restart(after: resumeAfter)
+  }
+
+  mutating func next(generation: Int, window: Int, maxInFlightBytes: Int, now: UInt64) -> Next {
+    guard let entry = outbox.nextUnsent else { return .wait }
+    guard entry.codecGeneration == generation else { return .codecChanged }
+    guard outbox.inFlightCount < window, outbox.inFlightBytes < maxInFlightBytes || outbox.inFlightCount == 0 else {
+      return .wait
+    }
+    let taken = outbox.takeNextUnsent(now: now)!
+    let gap = taken.sequence > lastSent + 1 ? (lastSent + 1)...(taken.sequence - 1) : nil
+    lastSent = taken.sequence
+    return .frame(taken, gapBefore: gap)
+  }
+
+  /// Whether a stream of `generation` could send something now (what its sender waits for).
+  func canSend(generation: Int, window: Int, maxInFlightBytes: Int) -> Bool {
+    guard let entry = outbox.nextUnsent else { return false }
+    if entry.codecGeneration != generation { return outbox.inFlightCount == 0 }
+    return outbox.inFlightCount < window && (outbox.inFlightBytes < maxInFlightBytes || outbox.inFlightCount == 0)
+  }
+
+  /// Removes every frame up to and including `sequence`; returns the send times of those in flight.
+  mutating func acknowledge(upTo sequence: UInt64) -> [UInt64] {
+    outbox.acknowledge(upTo: sequence)
+  }
+}

@@ -1,0 +1,12 @@
+import RelayCore
+
+/// One stream attempt of one wire protocol (native Publish now; AVA and the minimal protocol next):
+/// it connects, opens the stream, sends what the shared queue holds as its protocol allows, and
+/// records acks into the queue, until the capture is finished, the stream ends or it fails.
+///
+/// Reconnects, back-off and the attempt watchdog are the Publisher's and the same for every sender:
+/// a sender reports progress in `state` (`accepted`, `lastProgressNs`, `responseEnded` for `attempt`)
+/// and throws when its stream fails.
+protocol FrameSender: Sendable {
+  func run(attempt: UInt64, state: PublishState) async throws
+}

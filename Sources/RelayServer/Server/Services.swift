@@ -1,0 +1,101 @@
+import Annotations
+import Foundation
+import GRPCCore
+import GRPCNIOTransportHTTP2
+import Logging
+import RelayCore
+import ServiceLifecycle
+
+// relay-server's long-running parts as swift-service-lifecycle Services. Each runs until its graceful
+// shutdown, then ends its part; the ServiceGroup in RelayServer orders them.
+
+/// One listen address: serves until shutdown, then stops taking calls and lets running ones end
+/// (streaming handlers end themselves on the same graceful shutdown).
+struct GRPCListener: Service {
+  let server: GRPCServer<HTTP2ServerTransport.Posix>
+  let address: HostPort
+  let onListening: @Sendable (String) -> Void
+
+  func run() async throws {
+    try await withThrowingDiscardingTaskGroup { group in
+      group.addTask { try await server.serve() }
+      guard let bound = try await server.listeningAddress else {
+        throw RPCError(code: .unavailable, message: "relay-server could not listen on \(address)")
+      }
+      if let ipv4 = bound.ipv4 {
+        onListening("\(ipv4.host):\(ipv4.port)")
+      } else if let ipv6 = bound.ipv6 {
+        onListening("[\(ipv6.host)]:\(ipv6.port)")
+      }
+      try? await gracefulShutdown()
+      server.beginGracefulShutdown()
+    }
+  }
+}
+
+/// Opens the outbox at start (so a problem is reported at once) and closes it last.
+struct AnnotationOutboxService: Service {
+  let outbox: AnnotationOutbox
+  let logger: Logger
+
+  func run() async throws {
+    do {
+      try await outbox.open()
+    } catch {
+      logger.error("annotations outbox unavailable, Annotate will fail until this is fixed: \(error)")
+    }
+    try? await gracefulShutdown()
+    await outbox.close()
+  }
+}
+
+struct ForwarderService: Service {
+  let forwarder: AnnotationForwarder
+
+  func run() async throws {
+    try? await cancelWhenGracefulShutdown { try await forwarder.run() }
+  }
+}
+
+/// Retention while running; on shutdown every recording writes what is stored and closes its segment.
+struct RecordingsService: Service {
+  let recordings: Recordings
+
+  func run() async throws {
+    await cancelWhenGracefulShutdown { await recordings.runRetention() }
+    await recordings.stopAll()
+  }
+}
+
+struct ProxiesService: Service {
+  let proxies: Proxies
+
+  func run() async throws {
+    try? await gracefulShutdown()
+    await proxies.stopAll()
+  }
+}
+
+/// Live decoders start on demand; on shutdown each one's thread is stopped and joined.
+struct LiveDecodersService: Service {
+  let registry: StreamRegistry
+
+  func run() async throws {
+    try? await gracefulShutdown()
+    await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
+      DispatchQueue.global().async {
+        registry.stopDecoders()
+        done.resume()
+      }
+    }
+  }
+}
+
+struct MetricsHTTPService: Service {
+  let server: MetricsServer
+  let onListening: @Sendable (String) -> Void
+
+  func run() async throws {
+    try? await cancelWhenGracefulShutdown { try await server.run(onListening: onListening) }
+  }
+}
