@@ -121,9 +121,11 @@ struct Publish: AsyncParsableCommand {
       }
     }
     // SIGTERM and SIGINT stop the capture and wait (briefly) for the frames in flight to be acked.
-    try await ServiceGroup(
-      configuration: .init(services: [service], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
-    ).run()
+    // The run ending on its own (a file's end, --frames) is the normal way out, not a failure.
+    let configuration = ServiceGroupConfiguration(
+      services: [.init(service: service, successTerminationBehavior: .gracefullyShutdownGroup)],
+      gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+    try await ServiceGroup(configuration: configuration).run()
     switch service.result {
     case .success(let summary)?:
       print(summary.json)
