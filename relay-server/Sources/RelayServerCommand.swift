@@ -82,12 +82,27 @@ struct RelayServerCommand: AsyncParsableCommand {
   @Option(help: "Delete the oldest recording segments while all of them together exceed this many bytes.")
   var recordMaxBytes = 10 << 30
 
+  @Option(help: "Minimal protocol (/video/Analyse): the frames' shape, rows x columns, HxW or HxWx3 (480x640 is the original's 640x480 gray).")
+  var simpleShape = "480x640"
+
+  @Option(help: "Minimal protocol: the frames' pixel format, gray, bgr24 or rgb24 (default: gray for HxW, bgr24 for HxWx3).")
+  var simplePixelFormat: String?
+
+  @Option(help: "Minimal protocol: the device of a call without x-device-id metadata.")
+  var simpleDefaultDevice = "simple"
+
   @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
   var logLevel: Logger.Level = .info
 
   func validate() throws {
     for address in listen where HostPort(address) == nil {
       throw ValidationError("--listen \(address) is not HOST:PORT (for example 127.0.0.1:50001 or [::1]:50001)")
+    }
+    if case .failure(let problem) = PictureShape.parse(simpleShape, pixelFormat: simplePixelFormat) {
+      throw ValidationError("--simple-shape/--simple-pixel-format: \(problem)")
+    }
+    do { _ = try DeviceID(validating: simpleDefaultDevice) } catch {
+      throw ValidationError("--simple-default-device: \(error)")
     }
     guard coldStartWaitMs >= 0 else { throw ValidationError("--cold-start-wait-ms must not be negative") }
     if let metricsListen, HostPort(metricsListen) == nil {
@@ -136,6 +151,8 @@ struct RelayServerCommand: AsyncParsableCommand {
     var configuration = ServerConfiguration()
     configuration.listen = addresses
     configuration.coldStartWait = .milliseconds(coldStartWaitMs)
+    configuration.simpleShape = try PictureShape.parse(simpleShape, pixelFormat: simplePixelFormat).get()
+    configuration.simpleDefaultDevice = simpleDefaultDevice
     configuration.maxFrameBytes = maxFrameBytes
     configuration.ringMaxBytes = ringMaxBytes
     configuration.ringMaxSeconds = ringMaxSeconds

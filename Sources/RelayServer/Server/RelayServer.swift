@@ -55,6 +55,7 @@ public struct RelayServer: Sendable {
         replays: ReplayLimiter(limit: configuration.maxReplays), metrics: decoderMetrics,
         outbox: outbox, annotationMetrics: annotationMetrics, recordings: recordings, proxies: proxies,
         configuration: configuration, logger: logger),
+      SimpleIngestService(registry: registry, configuration: configuration, logger: logger),
       HealthService(),
     ]
 

@@ -42,6 +42,11 @@ public struct ServerConfiguration: Sendable {
   /// Per upstream request.
   public var annotationsTimeout: Duration = .seconds(5)
 
+  /// The minimal protocol's frames: their shape and pixel format (the original sends 480x640 gray),
+  /// and the device of a call without `x-device-id` metadata.
+  public var simpleShape = PictureShape(height: 480, width: 640, pixelFormat: .gray)
+  public var simpleDefaultDevice = "simple"
+
   /// Proxy passthrough targets: device id (or `*`) → RTMP URL (`{device}` is replaced by the id).
   public var rtmpEndpoints: [String: String] = [:]
   /// Recording segments and retention.
