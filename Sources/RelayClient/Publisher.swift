@@ -26,13 +26,20 @@ public final class Publisher: Sendable {
       sender: NativeSender(configuration: configuration, sessionID: UUID().uuidString, logger: logger), logger: logger)
   }
 
+  /// A publisher of the minimal protocol (`/video/Analyse`); `configuration.pictures` gives the shape.
+  public static func simple(configuration: PublisherConfiguration, sendsDeviceID: Bool, logger: Logger) -> Publisher {
+    Publisher(
+      configuration: configuration,
+      sender: SimpleSender(configuration: configuration, sendsDeviceID: sendsDeviceID, logger: logger), logger: logger)
+  }
+
   init(configuration: PublisherConfiguration, sender: any FrameSender, logger: Logger) {
     self.configuration = configuration
     self.logger = logger
     self.sender = sender
     self.capture = Capture(
-      spec: configuration.source, maxFrames: configuration.maxFrames, backoff: configuration.cameraBackoff,
-      logger: logger)
+      spec: configuration.source, pictures: configuration.pictures, maxFrames: configuration.maxFrames,
+      backoff: configuration.cameraBackoff, logger: logger)
     self.state = PublishState(
       queue: FrameQueue(limits: .init(maxBytes: configuration.queueMaxBytes, maxSeconds: configuration.queueMaxSeconds)))
   }

@@ -5,6 +5,8 @@ public struct PublisherConfiguration: Sendable {
   public var server: HostPort
   public var device: DeviceID
   public var source: SourceSpec
+  /// For protocols that carry pictures: the capture decodes to these (nil: packets as captured).
+  public var pictures: PictureRequest?
   /// Stop after this many frames captured (and acknowledged).
   public var maxFrames: Int?
   /// Most frames in flight; the server may ask for fewer.

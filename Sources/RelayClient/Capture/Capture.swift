@@ -17,6 +17,7 @@ final class Capture: Sendable {
 
   let events = HandoffQueue<Event>(capacity: 16)
   private let spec: SourceSpec
+  private let pictures: PictureRequest?
   private let maxFrames: Int?
   private let backoff: Backoff
   private let logger: Logger
@@ -24,8 +25,9 @@ final class Capture: Sendable {
   private let stopped = StopSignal()
   private let thread = Locked<ThreadHandle?>(nil)
 
-  init(spec: SourceSpec, maxFrames: Int?, backoff: Backoff, logger: Logger) {
+  init(spec: SourceSpec, pictures: PictureRequest? = nil, maxFrames: Int?, backoff: Backoff, logger: Logger) {
     self.spec = spec
+    self.pictures = pictures
     self.maxFrames = maxFrames
     self.backoff = backoff
     self.logger = logger
@@ -57,6 +59,7 @@ final class Capture: Sendable {
     while !isStopped {
       do {
         var source = try spec.open(interrupt: interrupt)
+        if let pictures { source = try DecodingSource(source, request: pictures) }
         guard events.push(.opened(source.codec)) else { return }
         if failures > 0 { events.push(.status(.running, error: "", failingStreak: 0)) }
         failures = 0

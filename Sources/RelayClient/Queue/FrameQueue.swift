@@ -33,6 +33,8 @@ struct FrameQueue {
   var byteCount: Int { outbox.byteCount }
   var droppedFrames: Int { outbox.droppedFrames }
   var hasCodec: Bool { codecGeneration >= 0 }
+  /// The oldest frame sent and not yet acked.
+  var oldestInFlight: UInt64? { outbox.inFlightCount > 0 ? outbox.oldest?.sequence : nil }
   func hasRoom(for bytes: Int) -> Bool { outbox.hasRoom(for: bytes) }
 
   /// The source (re)opened: a codec other than the current one starts a new generation.
