@@ -15,7 +15,8 @@ target=$out
 if [ "${1:-}" = "--check" ]; then target=$(mktemp -d); fi
 rm -rf "$target"; mkdir -p "$target"
 
-protos=(framerelay/v1/relay.proto chrysalis/video_streaming.proto grpc/health/v1/health.proto simple/video.proto)
+protos=(framerelay/v1/relay.proto chrysalis/video_streaming.proto grpc/health/v1/health.proto simple/video.proto
+  ava/extension.proto ava/media.proto ava/inferencing.proto)
 protoc -I protos \
   --plugin=protoc-gen-swift="$bin/protoc-gen-swift" \
   --plugin=protoc-gen-grpc-swift="$bin/protoc-gen-grpc-swift-2" \
