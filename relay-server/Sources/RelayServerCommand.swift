@@ -91,6 +91,12 @@ struct RelayServerCommand: AsyncParsableCommand {
   @Option(help: "Minimal protocol: the device of a call without x-device-id metadata.")
   var simpleDefaultDevice = "simple"
 
+  @Option(help: "AVA extension: the device of a session whose extension_configuration and graph instance name give none.")
+  var avaDefaultDevice = "ava"
+
+  @Option(help: "AVA extension: a file of user:password lines; sessions must then send a matching x-ms-authentication: Basic header.")
+  var avaBasicCredentials: String?
+
   @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
   var logLevel: Logger.Level = .info
 
@@ -103,6 +109,9 @@ struct RelayServerCommand: AsyncParsableCommand {
     }
     do { _ = try DeviceID(validating: simpleDefaultDevice) } catch {
       throw ValidationError("--simple-default-device: \(error)")
+    }
+    do { _ = try DeviceID(validating: avaDefaultDevice) } catch {
+      throw ValidationError("--ava-default-device: \(error)")
     }
     guard coldStartWaitMs >= 0 else { throw ValidationError("--cold-start-wait-ms must not be negative") }
     if let metricsListen, HostPort(metricsListen) == nil {
@@ -153,6 +162,10 @@ struct RelayServerCommand: AsyncParsableCommand {
     configuration.coldStartWait = .milliseconds(coldStartWaitMs)
     configuration.simpleShape = try PictureShape.parse(simpleShape, pixelFormat: simplePixelFormat).get()
     configuration.simpleDefaultDevice = simpleDefaultDevice
+    configuration.avaDefaultDevice = avaDefaultDevice
+    if let avaBasicCredentials {
+      configuration.avaBasicCredentials = try Self.credentials(in: avaBasicCredentials)
+    }
     configuration.maxFrameBytes = maxFrameBytes
     configuration.ringMaxBytes = ringMaxBytes
     configuration.ringMaxSeconds = ringMaxSeconds
@@ -198,6 +211,27 @@ struct RelayServerCommand: AsyncParsableCommand {
       FileHandle.standardOutput.write(Data("relay-server metrics on \(address)\n".utf8))
     }
     logger.info("stopped")
+  }
+}
+
+extension RelayServerCommand {
+  /// The `user:password` lines of --ava-basic-credentials (blank lines and # comments skipped).
+  static func credentials(in path: String) throws -> [String] {
+    let text: String
+    do { text = try String(contentsOfFile: path, encoding: .utf8) } catch {
+      throw ValidationError("cannot read --ava-basic-credentials \(path): \(error.localizedDescription)")
+    }
+    var pairs: [String] = []
+    for (number, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+      let entry = line.trimmingCharacters(in: .whitespaces)
+      if entry.isEmpty || entry.hasPrefix("#") { continue }
+      guard let colon = entry.firstIndex(of: ":"), colon != entry.startIndex else {
+        throw ValidationError("--ava-basic-credentials \(path) line \(number + 1) is not user:password")
+      }
+      pairs.append(entry)
+    }
+    guard !pairs.isEmpty else { throw ValidationError("--ava-basic-credentials \(path) holds no user:password line") }
+    return pairs
   }
 }
 

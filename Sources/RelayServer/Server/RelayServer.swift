@@ -56,6 +56,7 @@ public struct RelayServer: Sendable {
         outbox: outbox, annotationMetrics: annotationMetrics, recordings: recordings, proxies: proxies,
         configuration: configuration, logger: logger),
       SimpleIngestService(registry: registry, configuration: configuration, logger: logger),
+      AVAIngestService(registry: registry, configuration: configuration, logger: logger),
       HealthService(),
     ]
 

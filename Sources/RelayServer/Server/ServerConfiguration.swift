@@ -47,6 +47,11 @@ public struct ServerConfiguration: Sendable {
   public var simpleShape = PictureShape(height: 480, width: 640, pixelFormat: .gray)
   public var simpleDefaultDevice = "simple"
 
+  /// AVA sessions whose descriptor names no usable device go to this device.
+  public var avaDefaultDevice = "ava"
+  /// `user:password` pairs an AVA sender must present (`x-ms-authentication: Basic …`); nil: no check.
+  public var avaBasicCredentials: [String]?
+
   /// Proxy passthrough targets: device id (or `*`) → RTMP URL (`{device}` is replaced by the id).
   public var rtmpEndpoints: [String: String] = [:]
   /// Recording segments and retention.
