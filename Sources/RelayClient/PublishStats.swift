@@ -7,6 +7,8 @@ struct PublishStats: Sendable {
   var framesDropped = 0
   var framesSent = 0
   var framesAcked = 0
+  /// Sent and never acked in time (AVA extensions that drop acks).
+  var framesLost = 0
   var bytesSent = 0
   var bytesAcked = 0
   var reconnects = 0
@@ -25,6 +27,7 @@ public struct PublishSummary: Sendable, Encodable {
   public var bytesSent: Int
   public var seconds: Double
   public var fps: Double
+  public var framesLost: Int
   public var ackRttP50Ms: Double
   public var ackRttP99Ms: Double
   public var reconnects: Int

@@ -33,6 +33,13 @@ public final class Publisher: Sendable {
       sender: SimpleSender(configuration: configuration, sendsDeviceID: sendsDeviceID, logger: logger), logger: logger)
   }
 
+  /// A publisher that feeds an AVA extension; `configuration.pictures` gives the frames' format.
+  public static func ava(configuration: PublisherConfiguration, settings: AVASenderSettings, logger: Logger) -> Publisher {
+    Publisher(
+      configuration: configuration, sender: AVASender(configuration: configuration, settings: settings, logger: logger),
+      logger: logger)
+  }
+
   init(configuration: PublisherConfiguration, sender: any FrameSender, logger: Logger) {
     self.configuration = configuration
     self.logger = logger
@@ -314,7 +321,8 @@ public final class Publisher: Sendable {
       device: configuration.device.rawValue, framesCaptured: stats.framesCaptured,
       framesDropped: stats.framesDropped, framesSent: stats.framesSent, framesAcked: stats.framesAcked,
       bytesSent: stats.bytesSent, seconds: seconds, fps: seconds > 0 ? Double(stats.framesAcked) / seconds : 0,
-      ackRttP50Ms: stats.roundTrips.percentile(50) ?? 0, ackRttP99Ms: stats.roundTrips.percentile(99) ?? 0,
+      framesLost: stats.framesLost, ackRttP50Ms: stats.roundTrips.percentile(50) ?? 0,
+      ackRttP99Ms: stats.roundTrips.percentile(99) ?? 0,
       reconnects: stats.reconnects, reconnectMs: stats.reconnectMs)
   }
 }
@@ -326,6 +334,10 @@ public enum PublishError: Error, CustomStringConvertible {
 
   /// Errors no retry can fix: the server refuses what we send.
   init?(fatal error: any Error) {
+    if let error = error as? PublishError {
+      self = error
+      return
+    }
     guard let rpc = error as? RPCError else { return nil }
     switch rpc.code {
     case .invalidArgument, .resourceExhausted, .permissionDenied, .unauthenticated, .unimplemented:

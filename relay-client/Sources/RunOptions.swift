@@ -48,7 +48,7 @@ struct RunOptions: ParsableArguments {
 
   /// Runs the publisher until its source ends, --frames or --duration is reached, or SIGTERM/SIGINT
   /// (which stop the capture and wait briefly for the frames in flight); prints the summary.
-  func publish(_ publisher: Publisher, logger: Logger) async throws {
+  func publish(_ publisher: Publisher, logger: Logger, alongside others: [any Service] = []) async throws {
     let service = PublisherService(publisher: publisher)
     if let duration {
       Task {
@@ -58,7 +58,9 @@ struct RunOptions: ParsableArguments {
     }
     // The run ending on its own (a file's end, --frames) is the normal way out, not a failure.
     let configuration = ServiceGroupConfiguration(
-      services: [.init(service: service, successTerminationBehavior: .gracefullyShutdownGroup)],
+      // `others` start first and stop last: the publisher's last acks may still hand them work.
+      services: others.map { .init(service: $0, successTerminationBehavior: .gracefullyShutdownGroup) }
+        + [.init(service: service, successTerminationBehavior: .gracefullyShutdownGroup)],
       gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
     try await ServiceGroup(configuration: configuration).run()
     switch service.result {

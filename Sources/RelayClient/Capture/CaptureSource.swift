@@ -122,7 +122,9 @@ struct SyntheticSource: CaptureSource {
   private var frameNumber: Int64 = 0
 
   init(width: Int, height: Int, pixelFormat: String, frameRate: Double) throws {
-    guard let size = RawPicture.byteCount(width: width, height: height, pixelFormat: pixelFormat) else {
+    guard ["bgr24", "rgb24", "gray"].contains(pixelFormat),
+      let size = RawPicture.packedBytes(pixelFormat: pixelFormat, width: width, height: height)
+    else {
       throw MediaError(operation: "synthetic source", message: "unsupported pixel format \(pixelFormat) (use bgr24, rgb24 or gray)")
     }
     var bytes = Data(count: size)
@@ -145,16 +147,6 @@ struct SyntheticSource: CaptureSource {
     }
     return EncodedPacket(
       data: picture, pts: frameNumber, dts: frameNumber, isKeyframe: true, captureTimeMs: WallClock.nowMs())
-  }
-}
-
-enum RawPicture {
-  static func byteCount(width: Int, height: Int, pixelFormat: String) -> Int? {
-    switch pixelFormat {
-    case "bgr24", "rgb24": return width * height * 3
-    case "gray": return width * height
-    default: return nil
-    }
   }
 }
 

@@ -12,12 +12,18 @@ public struct PictureRequest: Sendable, Equatable {
   public var pixelFormat: String
   /// Frames beyond this rate are left out (nil: every frame).
   public var maxFrameRate: Double?
+  /// Encode each picture as an image with this FFmpeg encoder (mjpeg, png, bmp) after converting it
+  /// to `pixelFormat` (the encoder's input); nil: raw pixels.
+  public var imageEncoder: String?
 
-  public init(width: Int? = nil, height: Int? = nil, pixelFormat: String, maxFrameRate: Double? = nil) {
+  public init(
+    width: Int? = nil, height: Int? = nil, pixelFormat: String, maxFrameRate: Double? = nil, imageEncoder: String? = nil
+  ) {
     self.width = width
     self.height = height
     self.pixelFormat = pixelFormat
     self.maxFrameRate = maxFrameRate
+    self.imageEncoder = imageEncoder
   }
 }
 
@@ -29,6 +35,7 @@ struct DecodingSource: CaptureSource {
   private let decoder: VideoDecoder
   private let converter = PictureConverter()
   private let request: PictureRequest
+  private let images: (scaler: PictureScaler, encoder: VideoEncoder)?
   private var ready: [EncodedPacket] = []
   private var lastKeptMs: Int64?
   private var ended = false
@@ -41,9 +48,20 @@ struct DecodingSource: CaptureSource {
       codecName: source.name, width: source.width, height: source.height, pixelFormat: source.pixelFormat,
       extradata: source.extradata, timeBase: (source.timeBase.numerator, source.timeBase.denominator))
     let rate = request.maxFrameRate.map { source.frameRate > 0 ? min($0, source.frameRate) : $0 } ?? source.frameRate
+    let (width, height) = (request.width ?? source.width, request.height ?? source.height)
     codec = CodecDescription(
-      name: CodecDescription.rawVideo, width: request.width ?? source.width, height: request.height ?? source.height,
+      name: request.imageEncoder ?? CodecDescription.rawVideo, width: width, height: height,
       pixelFormat: request.pixelFormat, timeBase: source.timeBase, frameRate: rate)
+    if let encoder = request.imageEncoder {
+      images = (
+        try PictureScaler(width: width, height: height, pixelFormat: request.pixelFormat),
+        try VideoEncoder(
+          codecName: encoder, width: width, height: height, pixelFormat: request.pixelFormat,
+          frameRate: max(1, Int(rate.rounded())), gop: 1, bitRate: width * height * 8)
+      )
+    } else {
+      images = nil
+    }
   }
 
   mutating func nextPacket() throws -> EncodedPacket? {
@@ -69,6 +87,13 @@ struct DecodingSource: CaptureSource {
       return  // faster than asked: left out (0.9: a camera's jitter must not halve the rate)
     }
     lastKeptMs = capturedMs
+    if let images {
+      let packets = try images.scaler.scale(picture) { try images.encoder.encode($0, pts: picture.pts) }
+      for packet in packets {
+        ready.append(EncodedPacket(data: packet.data, pts: picture.pts, dts: picture.pts, isKeyframe: true, captureTimeMs: capturedMs))
+      }
+      return
+    }
     let data = try converter.packed(picture, width: codec.width, height: codec.height, pixelFormat: codec.pixelFormat)
     ready.append(EncodedPacket(data: data, pts: picture.pts, dts: picture.pts, isKeyframe: true, captureTimeMs: capturedMs))
   }
