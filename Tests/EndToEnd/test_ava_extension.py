@@ -142,3 +142,25 @@ def test_dimensions_over_the_frame_limit(start_server):
     server = start_server("--max-frame-bytes", "100000")
     result = send(server, [common.pattern_frame(1920, 1080, 0)], width=1920, height=1080)
     assert result.status[0] == "INVALID_ARGUMENT" and "--max-frame-bytes" in result.status[1]
+
+
+def test_raw_frames_are_recorded_as_h264(start_server, consumer, tmp_path):
+    data_dir = tmp_path / "rec"
+    server = start_server("--data-dir", str(data_dir))
+    stub = consumer(server.address)
+    # Smooth pictures (H.264 at default quality turns random noise to mush).
+    ys, xs = numpy.mgrid[0:H, 0:W]
+    frames = [numpy.stack([(xs * 4 + i) % 256, ys * 5 % 256, numpy.full_like(xs, 128)], axis=2).astype(numpy.uint8)
+              for i in range(30)]
+    assert send(server, frames[:1], extension_configuration="ava-rec").status[0] == "OK"
+    stub.Storage(image_pb.StorageRequest(device_id="ava-rec", start=True), timeout=5)
+    assert send(server, frames, extension_configuration="ava-rec").status[0] == "OK"
+    stub.Storage(image_pb.StorageRequest(device_id="ava-rec", start=False), timeout=10)
+    segments = sorted((data_dir / "recordings" / "ava-rec").glob("*.mp4"))
+    assert segments, "no segment written"
+    codec = support.run(["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries", "stream=codec_name",
+                         "-of", "csv=p=0", segments[-1]]).stdout.decode().strip()
+    assert codec == "h264"
+    decoded = support.ffmpeg_bgr24_frames(segments[-1], W, H)
+    assert len(decoded) == 30, "every frame stored while recording is in the segment"
+    assert support.psnr(decoded[0], to_bgr24(frames[0], "RGB24")) > 25, "the pictures survive the H.264 encode"

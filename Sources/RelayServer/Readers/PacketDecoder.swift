@@ -73,7 +73,7 @@ struct PacketDecoder {
     var frames: [LiveFrame] = []
     var failed = false
     do {
-      try decoder.decode(bytes(of: packet), pts: packet.pts, dts: packet.dts, isKeyframe: packet.isKeyframe) { picture in
+      try decoder.decode(packet.decodableBytes, pts: packet.pts, dts: packet.dts, isKeyframe: packet.isKeyframe) { picture in
         let source = pending.removeValue(forKey: picture.pts) ?? packet
         frames.append(try Self.frame(picture, from: source, keyframeSequence: keyframeSequence, converter: converter))
       }
@@ -86,16 +86,6 @@ struct PacketDecoder {
     return frames
   }
 
-  /// FFmpeg's raw decoder takes packed rows: a raw picture with padded rows loses the padding here.
-  private func bytes(of packet: StoredPacket) -> Data {
-    let codec = packet.codec.description
-    guard codec.isRaw, codec.stride > 0,
-      let rowBytes = RawPicture.packedRowBytes(pixelFormat: codec.pixelFormat, width: codec.width),
-      codec.stride > rowBytes, packet.data.count >= codec.stride * (codec.height - 1) + rowBytes
-    else { return packet.data }
-    return RawPicture.packed(packet.data, rowBytes: rowBytes, height: codec.height, stride: codec.stride)
-  }
-
   /// A picture as consumers get it: bgr24, with what VideoFrame reports of the packet it came from.
   private static func frame(
     _ picture: DecodedPicture, from source: StoredPacket, keyframeSequence: UInt64, converter: PictureConverter
@@ -105,5 +95,18 @@ struct PacketDecoder {
       bgr24: try converter.bgr24(picture), width: picture.width, height: picture.height,
       timestampMs: source.timestampMs, pts: picture.pts, dts: source.dts, isKeyframe: picture.isKeyframe,
       pictureType: picture.pictureType, isCorrupt: picture.isCorrupt, codec: source.codec)
+  }
+}
+
+extension StoredPacket {
+  /// The bytes as FFmpeg's decoders take them: a raw picture with padded rows loses the padding
+  /// (FFmpeg's raw decoder takes packed rows; one copy), anything else is as stored.
+  var decodableBytes: Data {
+    let codec = codec.description
+    guard codec.isRaw, codec.stride > 0,
+      let rowBytes = RawPicture.packedRowBytes(pixelFormat: codec.pixelFormat, width: codec.width),
+      codec.stride > rowBytes, data.count >= codec.stride * (codec.height - 1) + rowBytes
+    else { return data }
+    return RawPicture.packed(data, rowBytes: rowBytes, height: codec.height, stride: codec.stride)
   }
 }

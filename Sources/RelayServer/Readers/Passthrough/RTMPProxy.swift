@@ -69,9 +69,10 @@ final class RTMPProxy: Sendable {
     var timeline: MillisecondTimeline?
     var codec: CodecConfiguration?
     defer { try? muxer?.finish() }
+    var transcoder = H264Transcoder()  // pictures (AVA, minimal protocol) go out as H.264
     // After a gap the subscription resumes at the ring's oldest packet, a keyframe.
-    while case .packets(let packets, _, _) = subscription.next() {
-      for packet in packets {
+    while case .packets(let received, _, _) = subscription.next() {
+      for original in received { for packet in try transcoder.packets(for: original) {
         if muxer == nil || codec !== packet.codec {
           guard packet.isKeyframe else { continue }
           try? muxer?.finish()
@@ -88,7 +89,7 @@ final class RTMPProxy: Sendable {
         let (pts, dts) = timeline!.stamps(for: packet)
         try muxer!.write(packet.data, pts: pts, dts: dts, isKeyframe: packet.isKeyframe)
         metrics.update(device.id) { $0.packets += 1 }
-      }
+      }}
     }
   }
 }

@@ -73,9 +73,10 @@ final class Recorder: Sendable {
     var subscription = initial
     var segment: Segment?
     var waitingForKeyframe = true
+    var transcoder = H264Transcoder()  // pictures (AVA, minimal protocol) are recorded as H.264
     do {
-      while let packets = nextPackets(&subscription) {
-        for packet in packets {
+      while let received = nextPackets(&subscription) {
+        for original in received { for packet in try transcoder.packets(for: original) {
           if waitingForKeyframe {
             guard packet.isKeyframe else { continue }
             waitingForKeyframe = false
@@ -93,7 +94,7 @@ final class Recorder: Sendable {
           }
           try segment!.write(packet)
           metrics.frameRecorded(stream.id)
-        }
+        }}
       }
       if let segment { try close(segment) }
       finish(failure: nil)
