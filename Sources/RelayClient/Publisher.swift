@@ -66,6 +66,7 @@ public final class Publisher: Sendable {
 
   public func run() async throws -> PublishSummary {
     capture.start()
+    defer { sender.finish() }
     do {
       let summary = try await publish()
       await capture.stopAndWait()

@@ -90,7 +90,8 @@ def test_shared_memory_file_is_gone_after_sigterm(processes):
 ], ids=["answer-0-0", "acks-without-sequence", "every-4th-ack", "batched-acks", "late-acks"])
 def test_tolerates_the_deviations_real_extensions_show(processes, h264_mp4, mode):
     with AvaExtensionServer(**mode) as extension:
-        client = ava_client(processes, extension, h264_mp4, "--shared-memory", "--ack-timeout-seconds", "3")
+        # A window above the extension's batch: an extension that holds 5 acks needs 5 samples in flight.
+        client = ava_client(processes, extension, h264_mp4, "--shared-memory", "--ack-timeout-seconds", "3", "--window", "8")
         assert client.wait(timeout=60) == 0, client.stderr()
         summary = summary_of(client)
         assert summary["frames_sent"] == 90

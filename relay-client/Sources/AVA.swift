@@ -18,7 +18,7 @@ struct AVA: AsyncParsableCommand {
   @Option(help: "Device id: names the camera in logs, the shared-memory file and --annotate-to annotations.")
   var device: String
 
-  @OptionGroup(title: "Source (one of; the test pattern by default). --fps also caps the frames sent per second.")
+  @OptionGroup(title: "Source (one of; the test pattern by default). --size also scales the frames sent (default: the source's size); --fps also caps the frames sent per second.")
   var source: SourceOptions
 
   @Option(help: "Sample encoding: raw, jpg, png or bmp.")
@@ -26,9 +26,6 @@ struct AVA: AsyncParsableCommand {
 
   @Option(help: "RAW pixel format: rgb24, bgr24, bgra, rgba, argb, abgr or yuv420p.")
   var pixelFormat = "rgb24"
-
-  @Option(help: "Scale frames to WIDTHxHEIGHT (default: the source's size).")
-  var frameSize: String?
 
   @Flag(help: "Send samples through a shared-memory file under /dev/shm instead of embedded in the messages.")
   var sharedMemory = false
@@ -62,7 +59,6 @@ struct AVA: AsyncParsableCommand {
     guard Self.pixelFormats.contains(pixelFormat) else {
       throw ValidationError("--pixel-format is one of \(Self.pixelFormats.joined(separator: ", "))")
     }
-    if let frameSize, parseSize(frameSize) == nil { throw ValidationError("--frame-size \(frameSize) is not WIDTHxHEIGHT") }
     if let sharedMemoryBytes, sharedMemoryBytes <= 0 { throw ValidationError("--shared-memory-bytes must be positive") }
     guard (basicUser == nil) == (basicPasswordFile == nil) else {
       throw ValidationError("--basic-user and --basic-password-file go together")
@@ -75,9 +71,9 @@ struct AVA: AsyncParsableCommand {
     let logger = options.makeLogger()
     let device = try DeviceID(validating: device)
     var configuration = PublisherConfiguration(server: HostPort(server)!, device: device, source: source.spec)
-    options.apply(to: &configuration)
+    options.apply(to: &configuration, defaultWindow: 4)
     let encoding = AVASenderSettings.Encoding(rawValue: encoding)!
-    let size = frameSize.flatMap(parseSize)
+    let size = source.size.flatMap(parseSize)
     configuration.pictures = PictureRequest(
       width: size?.0, height: size?.1, pixelFormat: Self.inputFormat(of: encoding, raw: pixelFormat),
       maxFrameRate: source.fps.map(Double.init), imageEncoder: Self.imageEncoder(of: encoding))

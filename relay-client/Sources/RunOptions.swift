@@ -13,8 +13,8 @@ struct RunOptions: ParsableArguments {
   @Option(help: "Stop after this many seconds.")
   var duration: Double?
 
-  @Option(help: "Most frames in flight (unacknowledged).")
-  var window = 32
+  @Option(help: "Most frames in flight (unacknowledged); default 32 (ava: 4).")
+  var window: Int?
 
   @Option(help: "Bound on frames captured and not yet acknowledged, in bytes; past it whole GOPs are dropped.")
   var queueMaxBytes = 128 << 20
@@ -26,7 +26,7 @@ struct RunOptions: ParsableArguments {
   var logLevel: String = "info"
 
   func validate() throws {
-    guard window > 0 else { throw ValidationError("--window must be positive") }
+    if let window, window <= 0 { throw ValidationError("--window must be positive") }
     guard queueMaxBytes > 0, queueMaxSeconds > 0 else { throw ValidationError("--queue-max-bytes and --queue-max-seconds must be positive") }
     if let frames, frames <= 0 { throw ValidationError("--frames must be positive") }
     guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("--log-level \(logLevel) is not a level") }
@@ -39,9 +39,9 @@ struct RunOptions: ParsableArguments {
     return logger
   }
 
-  func apply(to configuration: inout PublisherConfiguration) {
+  func apply(to configuration: inout PublisherConfiguration, defaultWindow: Int = 32) {
     configuration.maxFrames = frames
-    configuration.window = window
+    configuration.window = window ?? defaultWindow
     configuration.queueMaxBytes = queueMaxBytes
     configuration.queueMaxSeconds = queueMaxSeconds
   }

@@ -9,4 +9,10 @@ import RelayCore
 /// and throws when its stream fails.
 protocol FrameSender: Sendable {
   func run(attempt: UInt64, state: PublishState) async throws
+  /// The run is over: release what attempts may still hold (an abandoned attempt ends on its own).
+  func finish()
+}
+
+extension FrameSender {
+  func finish() {}
 }

@@ -54,6 +54,19 @@ struct AVASender: FrameSender {
   let configuration: PublisherConfiguration
   let settings: AVASenderSettings
   let logger: Logger
+  /// Every shared-memory file this run created, unlinked at the end even if an abandoned attempt
+  /// still holds its mapping.
+  private let created = Locked<[String]>([])
+
+  init(configuration: PublisherConfiguration, settings: AVASenderSettings, logger: Logger) {
+    self.configuration = configuration
+    self.settings = settings
+    self.logger = logger
+  }
+
+  func finish() {
+    for name in created.value { unlink("/dev/shm/\(name)") }
+  }
 
   /// What both sides of one attempt share.
   private struct Session {
@@ -96,7 +109,9 @@ struct AVASender: FrameSender {
     let bytes = settings.sharedMemoryBytes ?? frameBytes * 16
     let name = "framerelay-\(configuration.device)-\(getpid())-\(attempt)"
     do {
-      return try SharedMemoryFile(creating: name, length: bytes)
+      let file = try SharedMemoryFile(creating: name, length: bytes)
+      created.withLock { $0.append(name) }
+      return file
     } catch {
       throw PublishError.source("cannot create the shared memory for --shared-memory: \(error)")
     }
