@@ -60,6 +60,48 @@ final class PublishState: Sendable {
     for waiter in ready { waiter.resume() }
   }
 
+  // MARK: What every sender does
+
+  /// What a stream of codec `generation` sends next, waiting while the queue has nothing for it or the
+  /// window is full; nil once the run is finished. `orWhen` wakes the sender for its own reasons too
+  /// (the answer is then `.wait` when nothing can be sent).
+  func nextFrame(
+    attempt: UInt64, generation: Int, window: Int, maxInFlightBytes: Int,
+    orWhen other: @escaping @Sendable (Values) -> Bool = { _ in false }
+  ) async throws -> FrameQueue.Next? {
+    try await waitUntil(attempt: attempt) { values in
+      values.queue.canSend(generation: generation, window: window, maxInFlightBytes: maxInFlightBytes)
+        || values.isFinished || other(values)
+    }
+    return withLock { values in
+      guard !values.isFinished else { return nil }
+      return values.queue.next(
+        generation: generation, window: window, maxInFlightBytes: maxInFlightBytes, now: WallClock.monotonicNs())
+    }
+  }
+
+  func recordSent(bytes: Int) {
+    withLock { values in
+      values.stats.framesSent += 1
+      values.stats.bytesSent += bytes
+    }
+  }
+
+  /// The server took attempt `attempt`'s opening (the watchdog now waits for acks instead).
+  func markAccepted(attempt: UInt64) {
+    withLock { values in
+      guard values.attempt == attempt, !values.accepted else { return }
+      values.accepted = true
+      values.lastProgressNs = WallClock.monotonicNs()
+    }
+  }
+
+  /// Attempt `attempt`'s response side is over: its request side stops waiting.
+  func responseEnded(attempt: UInt64) {
+    withLock { if $0.attempt == attempt { $0.responseEnded = true } }
+    wake()
+  }
+
   /// Waits until `condition` holds. A stream's side (`attempt` given) also stops waiting, with
   /// StreamEnded, when that attempt's response side has ended.
   func waitUntil(attempt: UInt64? = nil, _ condition: @escaping @Sendable (Values) -> Bool) async throws {

@@ -246,3 +246,18 @@ def test_rtmp_server_restart_is_survived_without_a_new_proxy_call(start_rtmp_ser
     assert metric(metrics, "framerelay_proxy_on", "cam") == 1
     assert metric(metrics, "framerelay_proxy_connected", "cam") == 1
     assert server.process.alive()
+
+
+def test_a_picture_stream_is_passed_through_as_h264(start_server, start_rtmp_server, processes, consumer, tmp_path):
+    # Raw pictures (here the minimal protocol's; AVA's take the same road) are encoded to H.264 for FLV.
+    _, base, _ = start_rtmp_server()
+    server, _ = start_relay(start_server, tmp_path, "--rtmp-endpoint", f"*={base}/{{device}}",
+                            "--simple-shape", "240x320x3")
+    processes("relay-client", [support.RELAY_CLIENT, "simple", "--server", server.address, "--device", "raw-cam",
+                               *PATTERN, "--shape", "240x320x3"])
+    stub = consumer(server.address)
+    wait_for_frame(stub, "raw-cam")
+    proxy(stub, "raw-cam", True)
+    stream = wait_for_rtmp(f"{base}/raw-cam", timeout=20)
+    assert (stream["codec_name"], stream["width"], stream["height"]) == ("h264", 320, 240)
+    assert decoded_frames(f"{base}/raw-cam", 10, 320, 240) == 10

@@ -130,13 +130,8 @@ struct AVASender: FrameSender {
     let timeouts = Task { await expireUnacked(session: session, state: state) }
     defer { timeouts.cancel() }
     while true {
-      try await state.waitUntil(attempt: attempt) { values in
-        values.queue.canSend(generation: generation, window: window, maxInFlightBytes: maxBytes) || values.isFinished
-      }
-      let next = state.withLock { values -> FrameQueue.Next? in
-        if values.isFinished { return nil }
-        return values.queue.next(generation: generation, window: window, maxInFlightBytes: maxBytes, now: WallClock.monotonicNs())
-      }
+      let next = try await state.nextFrame(
+        attempt: attempt, generation: generation, window: window, maxInFlightBytes: maxBytes)
       guard case .frame(let entry, _)? = next else {
         if case .wait? = next { continue }
         return  // finished, or the source changed format: a new session describes it
@@ -160,10 +155,7 @@ struct AVASender: FrameSender {
         session.nextMessage += 1
         session.inFlight.append((message, entry.sequence, timestamp, entry.packet.captureTimeMs, WallClock.monotonicNs()))
       }
-      state.withLock { values in
-        values.stats.framesSent += 1
-        values.stats.bytesSent += data.count
-      }
+      state.recordSent(bytes: data.count)
       try await writer.write(.with {
         $0.sequenceNumber = message
         $0.mediaSample = sample
@@ -190,18 +182,11 @@ struct AVASender: FrameSender {
     _ response: StreamingClientResponse<AVAMessage>, codec: CodecDescription, session: Locked<Session>, attempt: UInt64,
     state: PublishState
   ) async throws {
-    defer {
-      state.withLock { if $0.attempt == attempt { $0.responseEnded = true } }
-      state.wake()
-    }
+    defer { state.responseEnded(attempt: attempt) }
     for try await message in response.messages {
       let now = WallClock.monotonicNs()
       if case .mediaStreamDescriptor? = message.payload {
-        state.withLock { values in
-          guard values.attempt == attempt, !values.accepted else { return }
-          values.accepted = true
-          values.lastProgressNs = now
-        }
+        state.markAccepted(attempt: attempt)
       } else if message.ackSequenceNumber > 0 {
         let acked = session.withLock { session -> [(UInt64, UInt64, Int64)] in
           let covered = session.inFlight.prefix { $0.message <= message.ackSequenceNumber }

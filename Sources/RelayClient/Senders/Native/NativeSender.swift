@@ -47,19 +47,15 @@ struct NativeSender: FrameSender {
     var captureSent = -1
     while true {
       let sentVersion = captureSent
-      try await state.waitUntil(attempt: attempt) { values in
-        values.queue.canSend(generation: generation, window: window, maxInFlightBytes: maxBytes)
-          || values.captureVersion != sentVersion || values.isFinished
-      }
+      let next = try await state.nextFrame(
+        attempt: attempt, generation: generation, window: window, maxInFlightBytes: maxBytes,
+        orWhen: { $0.captureVersion != sentVersion })
+      // The camera's state goes out before the next frame.
       let (report, version) = state.withLock { ($0.lastCapture, $0.captureVersion) }
       if version != captureSent, let report {
         try await writer.write(.with { $0.message = .captureStatus(.init(report)) })
       }
       captureSent = version
-      let next = state.withLock { values -> FrameQueue.Next? in
-        if values.isFinished { return nil }
-        return values.queue.next(generation: generation, window: window, maxInFlightBytes: maxBytes, now: WallClock.monotonicNs())
-      }
       switch next {
       case nil:
         return
@@ -72,10 +68,7 @@ struct NativeSender: FrameSender {
         if let gap {
           try await writer.write(.with { $0.message = .framesDropped(.with { $0.first = gap.lowerBound; $0.last = gap.upperBound }) })
         }
-        state.withLock { values in
-          values.stats.framesSent += 1
-          values.stats.bytesSent += entry.packet.data.count
-        }
+        state.recordSent(bytes: entry.packet.data.count)
         try await writer.write(Self.frameMessage(entry))
       }
     }
@@ -86,20 +79,13 @@ struct NativeSender: FrameSender {
     _ response: StreamingClientResponse<Framerelay_V1_PublishResponse>,
     accepted acceptedMessage: Locked<Framerelay_V1_Accepted?>, attempt: UInt64, state: PublishState
   ) async throws {
-    defer {
-      state.withLock { if $0.attempt == attempt { $0.responseEnded = true } }
-      state.wake()
-    }
+    defer { state.responseEnded(attempt: attempt) }
     for try await message in response.messages {
       let now = WallClock.monotonicNs()
       switch message.message {
       case .accepted(let accepted):
         acceptedMessage.value = accepted
-        state.withLock { values in
-          guard values.attempt == attempt else { return }
-          values.accepted = true
-          values.lastProgressNs = now
-        }
+        state.markAccepted(attempt: attempt)
       case .ack(let ack):
         Publisher.acknowledged(upTo: ack.sequence, at: now, state: state)
       case .none:

@@ -31,23 +31,14 @@ struct SimpleSender: FrameSender {
 
   private func produce(into writer: RPCWriter<MsgRequest>, attempt: UInt64, state: PublishState) async throws {
     // No opening answer in this protocol: the stream counts as accepted once it is open.
-    state.withLock { values in
-      guard values.attempt == attempt else { return }
-      values.accepted = true
-      values.lastProgressNs = WallClock.monotonicNs()
-    }
+    state.markAccepted(attempt: attempt)
     Publisher.resumed(after: 0, state: state, server: configuration.server, logger: logger)
     let generation = state.withLock { $0.queue.streamCodec.generation }
     let window = configuration.window
     let maxBytes = configuration.maxInFlightBytes
     while true {
-      try await state.waitUntil(attempt: attempt) { values in
-        values.queue.canSend(generation: generation, window: window, maxInFlightBytes: maxBytes) || values.isFinished
-      }
-      let next = state.withLock { values -> FrameQueue.Next? in
-        if values.isFinished { return nil }
-        return values.queue.next(generation: generation, window: window, maxInFlightBytes: maxBytes, now: WallClock.monotonicNs())
-      }
+      let next = try await state.nextFrame(
+        attempt: attempt, generation: generation, window: window, maxInFlightBytes: maxBytes)
       switch next {
       case nil:
         return
@@ -56,20 +47,14 @@ struct SimpleSender: FrameSender {
       case .codecChanged:
         return  // the pictures keep their shape; a new stream carries on
       case .frame(let entry, _):
-        state.withLock { values in
-          values.stats.framesSent += 1
-          values.stats.bytesSent += entry.packet.data.count
-        }
+        state.recordSent(bytes: entry.packet.data.count)
         try await writer.write(.with { $0.img = entry.packet.data })
       }
     }
   }
 
   private func consume(_ response: StreamingClientResponse<MsgReply>, attempt: UInt64, state: PublishState) async throws {
-    defer {
-      state.withLock { if $0.attempt == attempt { $0.responseEnded = true } }
-      state.wake()
-    }
+    defer { state.responseEnded(attempt: attempt) }
     for try await _ in response.messages {
       let now = WallClock.monotonicNs()
       // Whatever the integer says, it answers the oldest frame still in flight.
