@@ -93,11 +93,17 @@ struct ImageService: Chrys_Cloud_Videostreaming_V1beta1_Image.SimpleServiceProto
     let replay = BufferedReplay(
       stream: entry.stream, ring: ring, recorded: recorded, fromMs: request.timestampFrom, toMs: toMs,
       metrics: metrics, logger: logger)
-    let frames = replay.start()
-    defer { frames.finish() }  // a cancelled or failed call stops the decoding thread
-    while let frame = try await frames.next() {
-      try await response.write(VideoFrame(frame, device: entry.stream.id))
+    let (frames, thread) = replay.start()
+    do {
+      while let frame = try await frames.next() {
+        try await response.write(VideoFrame(frame, device: entry.stream.id))
+      }
+    } catch {
+      frames.finish()  // a cancelled or failed call stops the decoding thread at its next frame
+      await thread.joined()
+      throw error
     }
+    await thread.joined()
   }
 
   /// When the range starts before the ring: reads the recorded packets that precede it (on the

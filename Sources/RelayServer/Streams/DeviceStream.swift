@@ -14,8 +14,6 @@ final class DeviceStream: Sendable {
     var pid: Int32 = 0
     var host = ""
     var source = ""
-    /// Which ingest feeds it: "native", "ava", "simple".
-    var ingest = ""
   }
 
   /// Counts since the server started, for metrics.
@@ -82,13 +80,6 @@ final class DeviceStream: Sendable {
     }
   }
 
-  /// The codec changed within a session (a raw ingest saw another size or format).
-  func changeCodec(_ codec: CodecDescription) {
-    state.withLock { state in
-      if state.codec?.description != codec { state.codec = CodecConfiguration(codec) }
-    }
-  }
-
   func publisherDisconnected(error: String?) {
     state.withLock { state in
       state.status.connected = false
@@ -112,7 +103,7 @@ final class DeviceStream: Sendable {
     }
   }
 
-  /// Stores one packet in the ring (in the codec of the last `publisherConnected`/`changeCodec`) and
+  /// Stores one packet in the ring (in the codec of the last `publisherConnected`) and
   /// wakes the readers. Returns once it is in the ring: the moment an ingest may acknowledge it.
   func append(_ arrival: Arrival) {
     state.withLock { state in

@@ -138,7 +138,6 @@ struct AVAIngestService: AVAExtension.SimpleServiceProtocol {
     }
     var status = DeviceStream.Status()
     status.source = peer
-    status.ingest = "ava"
     entry.stream.publisherConnected(codec: layout.codec, status: status)
     logger.info(
       "AVA session started",

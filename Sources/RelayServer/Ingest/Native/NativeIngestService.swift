@@ -112,7 +112,6 @@ struct NativeIngestService: Framerelay_V1_FrameRelay.SimpleServiceProtocol {
       status.pid = hello.client.pid
       status.host = hello.client.host
       status.source = hello.source
-      status.ingest = "native"
       entry.stream.publisherConnected(codec: codec, status: status)
       return (slot, token, resumeAfter)
     } catch {

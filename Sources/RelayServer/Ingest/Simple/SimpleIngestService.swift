@@ -55,7 +55,6 @@ struct SimpleIngestService: video.SimpleServiceProtocol {
     let shape = configuration.simpleShape
     var status = DeviceStream.Status()
     status.source = "\(context.remotePeer)"
-    status.ingest = "simple"
     entry.stream.publisherConnected(
       codec: CodecDescription(
         name: CodecDescription.rawVideo, width: shape.width, height: shape.height,

@@ -20,10 +20,11 @@ struct BufferedReplay {
   let metrics: DecoderMetrics
   let logger: Logger
 
-  /// Starts decoding; read the frames from the returned queue and finish it when done.
-  func start() -> HandoffQueue<LiveFrame> {
+  /// Starts decoding; read the frames from the returned queue (finish it to stop early) and join the
+  /// thread when done.
+  func start() -> (frames: HandoffQueue<LiveFrame>, thread: ThreadHandle) {
     let frames = HandoffQueue<LiveFrame>(capacity: Self.bufferedFrames)
-    DedicatedThread.start(name: "replay-\(stream.id)") { [self] in
+    let thread = DedicatedThread.start(name: "replay-\(stream.id)") { [self] in
       var decoder = PacketDecoder(device: stream.id, metrics: metrics, logger: logger)
       func decode(_ packets: [StoredPacket]) -> Bool {
         for packet in packets {
@@ -48,7 +49,7 @@ struct BufferedReplay {
       }
       frames.finish()
     }
-    return frames
+    return (frames, thread)
   }
 
   private func inRange(_ frame: LiveFrame) -> Bool {
