@@ -298,3 +298,30 @@ def test_health_check_serving(server):
         answer = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=""),
                                                            timeout=support.CALL_TIMEOUT)
     assert answer.status == health_pb2.HealthCheckResponse.SERVING
+
+
+def test_consumers_sharing_a_channel_name_themselves_with_x_consumer_id(server, consumer, annexb_clip):
+    # One GOP, then nothing new: whoever already got the newest frame gets an empty answer.
+    session = support.PublishSession(server.address)
+    session.handshake(support.h264_hello("shared-channel"))
+    gop = annexb_clip.units[:30]
+    for index, (data, keyframe) in enumerate(gop):
+        session.send(support.frame_request(index + 1, data, index, keyframe))
+    assert [session.next_message().ack.sequence for _ in gop] == list(range(1, 31))
+    stub = consumer(server.address)  # one channel for every call below
+
+    def latest(consumer_id=None):
+        metadata = (("x-consumer-id", consumer_id),) if consumer_id else None
+        request = image_pb.VideoFrameRequest(device_id="shared-channel")
+        return next(iter(stub.VideoLatestImage(iter([request]), metadata=metadata, timeout=10)))
+
+    first_a = latest("thread-a")
+    assert not is_empty(first_a)
+    first_b = latest("thread-b")
+    assert not is_empty(first_b), "another named consumer on the same channel has a cursor of its own"
+    assert first_b.packet == first_a.packet
+    assert is_empty(latest("thread-a")), "a named consumer never gets the same frame twice"
+    # Without a name the connection is the consumer, as before.
+    assert not is_empty(latest())
+    assert is_empty(latest())
+    session.close()

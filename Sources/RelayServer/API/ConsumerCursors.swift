@@ -2,9 +2,12 @@ import RelayCore
 import Synchronization
 
 /// Where each VideoLatestImage consumer is in each device's frames, so it never gets a frame twice.
-/// A consumer is its connection (peer address): unary-style consumers make a new call per frame, and
-/// only their connection stays the same. Bounded: the least recently seen are forgotten first.
+/// A consumer is the id it gives in `x-consumer-id` metadata, else its connection (peer address):
+/// unary-style consumers make a new call per frame, and only their connection stays the same.
+/// Bounded: the least recently seen are forgotten first.
 final class ConsumerCursors: Sendable {
+  static let consumerIDKey = "x-consumer-id"
+
   struct Key: Hashable, Sendable {
     var peer: String
     var device: DeviceID

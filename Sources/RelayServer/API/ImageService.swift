@@ -23,19 +23,41 @@ struct ImageService: Chrys_Cloud_Videostreaming_V1beta1_Image.SimpleServiceProto
   let configuration: ServerConfiguration
   let logger: Logger
 
-  /// Declared bidirectional; answers exactly one VideoFrame per request, so unary-style callers
-  /// (one request, one answer) and streaming callers (many requests) are both served.
+  /// Required by SimpleServiceProtocol; the metadata-aware method below is the one gRPC calls.
   func videoLatestImage(
     request: RPCAsyncSequence<Chrys_Cloud_Videostreaming_V1beta1_VideoFrameRequest, any Error>,
     response: RPCWriter<VideoFrame>,
     context: ServerContext
+  ) async throws {
+    try await latestImages(request, into: response, consumer: context.remotePeer)
+  }
+
+  /// Declared bidirectional; answers exactly one VideoFrame per request, so unary-style callers
+  /// (one request, one answer) and streaming callers (many requests) are both served. A consumer is
+  /// its `x-consumer-id` metadata when it names itself (threads sharing one channel), else its
+  /// connection.
+  func videoLatestImage(
+    request: StreamingServerRequest<Chrys_Cloud_Videostreaming_V1beta1_VideoFrameRequest>,
+    context: ServerContext
+  ) async throws -> StreamingServerResponse<VideoFrame> {
+    let named = request.metadata[stringValues: ConsumerCursors.consumerIDKey].first(where: { !$0.isEmpty })
+    let consumer = named.map { "id:\($0)" } ?? context.remotePeer
+    return StreamingServerResponse { writer in
+      try await latestImages(request.messages, into: writer, consumer: consumer)
+      return [:]
+    }
+  }
+
+  private func latestImages(
+    _ request: RPCAsyncSequence<Chrys_Cloud_Videostreaming_V1beta1_VideoFrameRequest, any Error>,
+    into response: RPCWriter<VideoFrame>, consumer: String
   ) async throws {
     do {
       try await cancelWhenGracefulShutdown {
         for try await frameRequest in request {
           let entry = try knownDevice(frameRequest.deviceID)
           let key = ConsumerCursors.Key(
-            peer: context.remotePeer, device: entry.stream.id, keyframeOnly: frameRequest.keyFrameOnly)
+            peer: consumer, device: entry.stream.id, keyframeOnly: frameRequest.keyFrameOnly)
           guard let frame = await latestFrame(of: entry, after: cursors.cursor(for: key), keyframeOnly: frameRequest.keyFrameOnly)
           else {
             try await response.write(VideoFrame())  // "no new frame yet": empty, with OK
