@@ -48,7 +48,10 @@ let package = Package(
       dependencies: ["RelayCore", "RelayProtocol", "Media", "Annotations", grpcCore, grpcTransport, logging, serviceLifecycle] + nio),
     .target(
       name: "RelayClient",
-      dependencies: ["RelayCore", "RelayProtocol", "Media", grpcCore, grpcTransport, logging, serviceLifecycle]),
+      dependencies: [
+        "RelayCore", "RelayProtocol", "Media", grpcCore, grpcTransport, logging, serviceLifecycle,
+        .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
+      ]),
     .executableTarget(
       name: "relay-server", dependencies: ["RelayServer", "RelayCore", "Annotations", argumentParser, logging],
       path: "relay-server/Sources"),

@@ -12,6 +12,11 @@ public final class Publisher: Sendable {
     let description: String
   }
 
+  /// The network healed while the attempt's own connection still hangs: reconnect at once.
+  private struct ConnectionHung: Error, CustomStringConvertible {
+    var description: String { "the network is back but this connection hung; reconnecting at once" }
+  }
+
   let configuration: PublisherConfiguration
   private let logger: Logger
   private let capture: Capture
@@ -188,11 +193,11 @@ public final class Publisher: Sendable {
         let delay = state.withLock { values -> Double in
           if values.failedAtNs == nil { values.failedAtNs = WallClock.monotonicNs() }
           values.failures += 1
-          return configuration.reconnectBackoff.delay(attempt: values.failures - 1)
+          return error is ConnectionHung ? 0 : configuration.reconnectBackoff.delay(attempt: values.failures - 1)
         }
         logger.error(
           "cannot reach relay-server at \(configuration.server): \(Self.reason(error)); retrying in \(String(format: "%.1f", delay))s")
-        try await sleepUnlessFinished(seconds: delay)
+        try await waitBeforeReconnecting(seconds: delay)
       }
     }
   }
@@ -201,7 +206,8 @@ public final class Publisher: Sendable {
   /// its own: a connect hanging under a silent partition must not hold the next attempt up.
   private func runWatched(_ attempt: UInt64) async throws {
     let stream = Task { try await sender.run(attempt: attempt, state: state) }
-    let watchdog = Task { try await watch() }
+    let reconnecting = state.withLock { $0.failedAtNs != nil }
+    let watchdog = Task { try await watch(probing: reconnecting) }
     defer { watchdog.cancel() }
     try await withTaskCancellationHandler {
       try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
@@ -230,12 +236,30 @@ public final class Publisher: Sendable {
   }
 
   /// Fails the attempt when the server does not take its opening message in time, or when frames are
-  /// in flight and no ack comes.
-  private func watch() async throws {
+  /// in flight and no ack comes. While reconnecting, also when the network heals before the attempt's
+  /// own connection (hung in a partition) got anywhere.
+  private func watch(probing: Bool) async throws {
+    // While reconnecting: a probe that sees the network heal before this attempt got an answer.
+    let healed = Locked(false)
+    var probe =
+      probing
+      ? Task {
+        try await ServerProbe(server: configuration.server).waitForHeal()
+        healed.value = true
+      } : nil
+    defer { probe?.cancel() }
     while true {
       try await Task.sleep(for: .milliseconds(200))
+      if probe != nil && healed.value {
+        if !state.withLock({ $0.accepted }) { throw ConnectionHung() }
+        probe = nil
+      }
       let (accepted, inFlight, idleNs) = state.withLock {
         ($0.accepted, $0.queue.inFlightCount, WallClock.monotonicNs() - $0.lastProgressNs)
+      }
+      if accepted, let running = probe {  // the attempt got through: no more probing
+        running.cancel()
+        probe = nil
       }
       let idle = Duration.nanoseconds(Int64(idleNs))
       if !accepted && idle > configuration.helloTimeout {
@@ -292,11 +316,14 @@ public final class Publisher: Sendable {
     }
   }
 
-  /// The back-off between attempts; a finished run (stop, drain deadline) ends it at once.
-  private func sleepUnlessFinished(seconds: Double) async throws {
+  /// The back-off between attempts; a finished run (stop, drain deadline) ends it at once, and so does
+  /// the network healing (a probe that failed answers again).
+  private func waitBeforeReconnecting(seconds: Double) async throws {
+    guard seconds > 0 else { return }
     try await withThrowingTaskGroup(of: Void.self) { group in
       group.addTask { try await Task.sleep(for: .milliseconds(Int(seconds * 1000))) }
       group.addTask { try await self.state.waitUntil { $0.isFinished } }
+      group.addTask { try await ServerProbe(server: self.configuration.server).waitForHeal() }
       try await group.next()
       group.cancelAll()
     }

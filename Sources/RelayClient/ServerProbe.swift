@@ -1,0 +1,37 @@
+import NIOCore
+import NIOPosix
+import RelayCore
+
+/// Tells when a server that could not be reached answers again: a plain TCP connect, closed at once.
+/// While reconnecting, a partition that drops packets leaves a new connection hanging for seconds
+/// after the network is back; a probe that fails and then succeeds means the network healed, so the
+/// publisher reconnects at once instead of waiting out its back-off or the hanging connect. A server
+/// that answered all along (it refuses the stream for another reason) keeps the normal back-off.
+struct ServerProbe {
+  let server: HostPort
+  /// Between probes; each waits at most this long for the connect.
+  var interval: Duration = .milliseconds(250)
+
+  /// Returns once a probe succeeds after at least one failed; never when the server answers all along.
+  func waitForHeal() async throws {
+    var sawFailure = false
+    while true {
+      let answered = await answers()
+      if answered && sawFailure { return }
+      if !answered { sawFailure = true }
+      try await Task.sleep(for: interval)
+    }
+  }
+
+  private func answers() async -> Bool {
+    do {
+      let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+        .connectTimeout(.milliseconds(Int64(interval / .milliseconds(1))))
+        .connect(host: server.host, port: server.port).get()
+      try? await channel.close()
+      return true
+    } catch {
+      return false
+    }
+  }
+}
