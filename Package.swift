@@ -10,6 +10,10 @@ let logging = Target.Dependency.product(name: "Logging", package: "swift-log")
 let argumentParser = Target.Dependency.product(name: "ArgumentParser", package: "swift-argument-parser")
 let crypto = Target.Dependency.product(name: "Crypto", package: "swift-crypto")
 let serviceLifecycle = Target.Dependency.product(name: "ServiceLifecycle", package: "swift-service-lifecycle")
+let nioSSL = Target.Dependency.product(name: "NIOSSL", package: "swift-nio-ssl")
+let certificateReloading = Target.Dependency.product(name: "NIOCertificateReloading", package: "swift-nio-extras")
+let x509 = Target.Dependency.product(name: "X509", package: "swift-certificates")
+let jwt = Target.Dependency.product(name: "JWTKit", package: "jwt-kit")
 let nio: [Target.Dependency] = ["NIOCore", "NIOPosix", "NIOHTTP1"].map { .product(name: $0, package: "swift-nio") }
 
 let package = Package(
@@ -30,6 +34,11 @@ let package = Package(
     .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
     .package(url: "https://github.com/apple/swift-crypto.git", from: "4.5.2"),
     .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+    .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
+    .package(url: "https://github.com/apple/swift-nio-extras.git", from: "1.35.2"),
+    .package(url: "https://github.com/apple/swift-certificates.git", from: "1.21.1"),
+    .package(url: "https://github.com/vapor/jwt-kit.git", from: "5.8.0"),
+    .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
   ],
   targets: [
     .target(name: "RelayProtocol", dependencies: ["RelayCore", grpcCore, grpcProtobuf, swiftProtobuf]),
@@ -41,15 +50,18 @@ let package = Package(
     .target(name: "RelayCore"),
     .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
     .target(name: "Annotations", dependencies: [
-      "CSQLite", "RelayCore", "RelayProtocol", grpcCore, grpcTransport, swiftProtobuf, crypto, logging,
+      "CSQLite", "RelayCore", "RelayProtocol", grpcCore, grpcTransport, swiftProtobuf, crypto, logging, nioSSL,
+      .product(name: "AsyncHTTPClient", package: "async-http-client"), .product(name: "NIOCore", package: "swift-nio"),
     ]),
     .target(
       name: "RelayServer",
-      dependencies: ["RelayCore", "RelayProtocol", "Media", "Annotations", grpcCore, grpcTransport, logging, serviceLifecycle] + nio),
+      dependencies: ["RelayCore", "RelayProtocol", "Media", "Annotations", grpcCore, grpcTransport, logging, serviceLifecycle, crypto, nioSSL,
+        certificateReloading, x509, jwt, .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+      ] + nio),
     .target(
       name: "RelayClient",
       dependencies: [
-        "RelayCore", "RelayProtocol", "Media", grpcCore, grpcTransport, logging, serviceLifecycle,
+        "RelayCore", "RelayProtocol", "Media", grpcCore, grpcTransport, logging, serviceLifecycle, nioSSL, x509,
         .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
       ]),
     .executableTarget(

@@ -14,7 +14,9 @@ public final class GRPCUpstream: AnnotationUpstream {
   let timeout: Duration
   private let client: GRPCClient<HTTP2ClientTransport.Posix>
 
-  public init(host: String, port: Int, tls: Bool, timeout: Duration) throws {
+  /// With `tls`, the upstream's certificate is verified against the system trust store, or against
+  /// `caFile` (PEM) when given.
+  public init(host: String, port: Int, tls: Bool, caFile: String? = nil, timeout: Duration) throws {
     self.host = host
     self.port = port
     self.tls = tls
@@ -23,7 +25,9 @@ public final class GRPCUpstream: AnnotationUpstream {
     config.backoff = .init(initial: .milliseconds(250), max: .seconds(5), multiplier: 2, jitter: 0.2)
     client = GRPCClient(
       transport: try HTTP2ClientTransport.Posix(
-        target: .dns(host: host, port: port), transportSecurity: tls ? .tls : .plaintext, config: config))
+        target: .dns(host: host, port: port), transportSecurity: tls ? .tls { tlsConfig in
+          if let caFile { tlsConfig.trustRoots = .certificates([.file(path: caFile, format: .pem)]) }
+        } : .plaintext, config: config))
   }
 
   public var description: String { "\(tls ? "grpcs" : "grpc")://\(host):\(port)" }

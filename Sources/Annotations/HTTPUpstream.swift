@@ -1,70 +1,59 @@
+import AsyncHTTPClient
 import Foundation
+import NIOCore
+import NIOSSL
 import RelayCore
 import SwiftProtobuf
 
-#if canImport(FoundationNetworking)
-  import FoundationNetworking
-#endif
-
 /// POSTs a batch as `{"data": [...]}`: each item the AnnotateRequest in proto3 JSON with the proto's
-/// field names, plus `annotation_id`. A 2xx answer confirms the whole batch.
-public struct HTTPUpstream: AnnotationUpstream {
+/// field names, plus `annotation_id`. A 2xx answer confirms the whole batch. HTTPS verifies the
+/// upstream's certificate against the system trust store, or against `caFile` when given.
+public final class HTTPUpstream: AnnotationUpstream {
   public let url: URL
   let signer: RequestSigner?
-  let session: URLSession
+  let timeout: Duration
+  private let client: HTTPClient
 
-  public init(url: URL, secret: String?, timeout: Duration) {
+  public init(url: URL, secret: String?, caFile: String? = nil, timeout: Duration) throws {
     self.url = url
     self.signer = secret.map(RequestSigner.init(secret:))
-    let configuration = URLSessionConfiguration.ephemeral
-    let seconds = timeout / .seconds(1)
-    configuration.timeoutIntervalForRequest = seconds
-    configuration.timeoutIntervalForResource = seconds
-    self.session = URLSession(configuration: configuration)
+    self.timeout = timeout
+    var tls = TLSConfiguration.makeClientConfiguration()
+    if let caFile { tls.trustRoots = .certificates(try NIOSSLCertificate.fromPEMFile(caFile)) }
+    var configuration = HTTPClient.Configuration(tlsConfiguration: tls)
+    configuration.timeout = .init(connect: .init(timeout), read: .init(timeout))
+    client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
   }
 
   public var description: String { "\(url.absoluteString)\(signer == nil ? "" : " (signed)")" }
 
-  public func run(_ body: @escaping @Sendable () async -> Void) async throws { await body() }
+  public func run(_ body: @escaping @Sendable () async -> Void) async throws {
+    await body()
+    try await client.shutdown()
+  }
 
   public func deliver(_ batch: [OutboxEntry]) async -> Delivery {
     let body: Data
     do { body = try Self.body(batch) } catch {
       return Delivery(confirmed: [], failure: "cannot encode the batch: \(error)")
     }
-    var request = URLRequest(url: url)
-    request.httpMethod = "POST"
-    request.httpBody = body
-    request.setValue("application/json", forHTTPHeaderField: "Content-Type")
+    var request = HTTPClientRequest(url: url.absoluteString)
+    request.method = .POST
+    request.body = .bytes(ByteBuffer(bytes: body))
+    request.headers.add(name: "Content-Type", value: "application/json")
     for (name, value) in signer?.headers(body: body, timestampMs: WallClock.nowMs()) ?? [:] {
-      request.setValue(value, forHTTPHeaderField: name)
+      request.headers.add(name: name, value: value)
     }
     do {
-      let (answer, response) = try await post(request)
-      let status = (response as? HTTPURLResponse)?.statusCode ?? 0
-      guard (200..<300).contains(status) else {
-        let text = String(decoding: answer.prefix(200), as: UTF8.self)
-        return Delivery(confirmed: [], failure: "HTTP \(status) from \(url.absoluteString): \(text)")
+      let response = try await client.execute(request, timeout: .init(timeout))
+      let answer = try await response.body.collect(upTo: 1 << 16)
+      guard (200..<300).contains(Int(response.status.code)) else {
+        let text = String(buffer: answer).prefix(200)
+        return Delivery(confirmed: [], failure: "HTTP \(response.status.code) from \(url.absoluteString): \(text)")
       }
       return Delivery(confirmed: batch.map(\.seq), failure: nil)
     } catch {
-      return Delivery(confirmed: [], failure: "POST \(url.absoluteString) failed: \(error.localizedDescription)")
-    }
-  }
-
-  /// The completion-handler form on purpose: cancelling FoundationNetworking's async `data(for:)` while
-  /// its answer is arriving deadlocks (seen on Linux at server shutdown). The request timeout bounds it.
-  private func post(_ request: URLRequest) async throws -> (Data, URLResponse) {
-    try await withCheckedThrowingContinuation { continuation in
-      session.dataTask(with: request) { data, response, error in
-        if let error {
-          continuation.resume(throwing: error)
-        } else if let response {
-          continuation.resume(returning: (data ?? Data(), response))
-        } else {
-          continuation.resume(throwing: URLError(.badServerResponse))
-        }
-      }.resume()
+      return Delivery(confirmed: [], failure: "POST \(url.absoluteString) failed: \(error)")
     }
   }
 
@@ -89,5 +78,12 @@ public struct HTTPUpstream: AnnotationUpstream {
     }
     body.append(contentsOf: "]}".utf8)
     return body
+  }
+}
+
+extension TimeAmount {
+  init(_ duration: Duration) {
+    let (seconds, attoseconds) = duration.components
+    self = .nanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
   }
 }

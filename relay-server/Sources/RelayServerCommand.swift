@@ -14,8 +14,26 @@ struct RelayServerCommand: AsyncParsableCommand {
   @Option(help: "Address to listen on, HOST:PORT ([::1]:PORT for IPv6); repeatable, every service on each. Port 0 picks a free port. Default 127.0.0.1:50001.")
   var listen: [String] = []
 
-  @Flag(help: "Allow listening on a non-loopback address without TLS.")
+  @Flag(help: "Allow a non-loopback address without TLS or without authentication (warned about at start and hourly).")
   var insecure = false
+
+  @Option(help: "PEM certificate (chain) for TLS on every listen address and the metrics port; re-read every --tls-reload-seconds.")
+  var tlsCert: String?
+
+  @Option(help: "PEM private key of --tls-cert.")
+  var tlsKey: String?
+
+  @Option(help: "Require client certificates signed by this PEM CA (mTLS); a certificate's CN or DNS SAN is the caller's identity (cert:NAME in --tokens).")
+  var tlsClientCa: String?
+
+  @Option(help: "Read the TLS certificate and key files again this often, seconds: a renewed certificate reaches new connections, open ones keep theirs.")
+  var tlsReloadSeconds: Double = 10
+
+  @Option(help: "File of TOKEN ROLES [DEVICES] lines (roles publish, consume, annotate, control, metrics; devices like cam-*); reloaded on change or SIGHUP. See docs/security.md.")
+  var tokens: String?
+
+  @Option(help: "PEM public key (ES256, RS256 or EdDSA): bearer JWTs it signed are accepted (sub, roles, devices, exp, nbf).")
+  var jwtPublicKey: String?
 
   @Option(help: "Largest frame a publisher may send and largest image a consumer receives, in bytes.")
   var maxFrameBytes = 16 << 20
@@ -52,6 +70,9 @@ struct RelayServerCommand: AsyncParsableCommand {
 
   @Option(help: "Forward annotations to grpc://HOST:PORT (grpcs:// for TLS; another Image API) or http(s)://HOST[:PORT]/PATH (JSON batches). Without it they stay in the outbox.")
   var annotationsUpstream: String?
+
+  @Option(help: "PEM CA that signed the annotations upstream's certificate (grpcs:// or https://), when it is not in the system trust store.")
+  var annotationsUpstreamCa: String?
 
   @Option(help: "File holding the shared secret that signs HTTP upstream requests (HMAC-SHA256; see docs/annotations-upstream.md).")
   var annotationsSecretFile: String?
@@ -136,6 +157,24 @@ struct RelayServerCommand: AsyncParsableCommand {
         throw ValidationError("--rtmp-endpoint \(endpoint) is not DEVICE=rtmp://HOST[:PORT]/APP/KEY")
       }
     }
+    if (tlsCert == nil) != (tlsKey == nil) {
+      throw ValidationError("--tls-cert and --tls-key go together: the certificate (chain) and its private key, both PEM")
+    }
+    if tlsClientCa != nil && tlsCert == nil {
+      throw ValidationError("--tls-client-ca requires TLS: add --tls-cert and --tls-key")
+    }
+    guard tlsReloadSeconds > 0 else { throw ValidationError("--tls-reload-seconds must be positive") }
+    for (flag, path) in [("--tls-cert", tlsCert), ("--tls-key", tlsKey), ("--tls-client-ca", tlsClientCa),
+                         ("--tokens", tokens), ("--jwt-public-key", jwtPublicKey),
+                         ("--annotations-upstream-ca", annotationsUpstreamCa)] {
+      if let path, !FileManager.default.isReadableFile(atPath: path) {
+        throw ValidationError("\(flag) \(path): no such readable file")
+      }
+    }
+    if annotationsUpstreamCa != nil, !(annotationsUpstream?.lowercased().hasPrefix("grpcs://") == true
+        || annotationsUpstream?.lowercased().hasPrefix("https://") == true) {
+      throw ValidationError("--annotations-upstream-ca verifies a TLS upstream: it needs a grpcs:// or https:// --annotations-upstream")
+    }
     guard recordSegmentSeconds > 0, recordMaxAgeSeconds > 0, recordMaxBytes > 0 else {
       throw ValidationError("--record-segment-seconds, --record-max-age-seconds and --record-max-bytes must be positive")
     }
@@ -146,9 +185,18 @@ struct RelayServerCommand: AsyncParsableCommand {
 
   func run() async throws {
     let addresses = listen.isEmpty ? [HostPort(host: "127.0.0.1", port: 50001)] : listen.map { HostPort($0)! }
-    for address in addresses where !insecure && !address.isLoopback {
-      throw ValidationError(
-        "refusing to listen on \(address.host) without TLS: TLS is not built yet; pass --insecure to accept plaintext on a non-loopback address")
+    let metricsAddress = metricsListen.flatMap { HostPort($0) }
+    let exposed = (addresses + [metricsAddress].compactMap { $0 }).filter { !$0.isLoopback }
+    let authenticated = tokens != nil || jwtPublicKey != nil || tlsClientCa != nil
+    if let address = exposed.first, !insecure {
+      if tlsCert == nil {
+        throw ValidationError(
+          "refusing to serve \(address) without TLS: add --tls-cert and --tls-key (see docs/security.md), or --insecure to accept plaintext on a non-loopback address")
+      }
+      if !authenticated {
+        throw ValidationError(
+          "refusing to serve \(address) without authentication: add --tokens, --jwt-public-key or --tls-client-ca (see docs/security.md), or --insecure to let anyone who reaches it in")
+      }
     }
     LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
     let logger = {
@@ -159,6 +207,14 @@ struct RelayServerCommand: AsyncParsableCommand {
 
     var configuration = ServerConfiguration()
     configuration.listen = addresses
+    configuration.insecure = !exposed.isEmpty && (tlsCert == nil || !authenticated)
+    if let tlsCert, let tlsKey {
+      configuration.tls = .init(certificateChain: tlsCert, privateKey: tlsKey, clientCA: tlsClientCa)
+      configuration.tls?.reloadInterval = .milliseconds(Int(tlsReloadSeconds * 1000))
+    }
+    configuration.tokensFile = tokens
+    configuration.jwtPublicKeyFile = jwtPublicKey
+    configuration.annotationsUpstreamCA = annotationsUpstreamCa
     configuration.coldStartWait = .milliseconds(coldStartWaitMs)
     configuration.simpleShape = try PictureShape.parse(simpleShape, pixelFormat: simplePixelFormat).get()
     configuration.simpleDefaultDevice = simpleDefaultDevice
@@ -173,7 +229,7 @@ struct RelayServerCommand: AsyncParsableCommand {
     configuration.publishWindow = window
     configuration.http2MaxFrameSize = http2MaxFrameSize
     configuration.http2WindowSize = http2WindowSize
-    configuration.metricsListen = metricsListen.flatMap { HostPort($0) }
+    configuration.metricsListen = metricsAddress
     configuration.decoderIdleTimeout = .milliseconds(Int(decoderIdleSeconds * 1000))
     configuration.dataDirectory = dataDir
     configuration.annotationsUpstream = try annotationsUpstream.map { try UpstreamAddress(parsing: $0) }

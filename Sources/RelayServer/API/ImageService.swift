@@ -176,7 +176,7 @@ struct ImageService: Chrys_Cloud_Videostreaming_V1beta1_Image.SimpleServiceProto
     response: RPCWriter<Chrys_Cloud_Videostreaming_V1beta1_ListStream>,
     context: ServerContext
   ) async throws {
-    for entry in registry.all {
+    for entry in registry.all where Access.allows(device: entry.stream.id.rawValue) {
       let status = entry.stream.status
       let state = StreamState(status)
       try await response.write(
@@ -219,6 +219,7 @@ struct ImageService: Chrys_Cloud_Videostreaming_V1beta1_Image.SimpleServiceProto
     if let problem = AnnotationValidation.problem(in: annotation) {
       throw RPCError(code: .invalidArgument, message: problem)
     }
+    try Access.require(device: annotation.deviceName)
     do {
       try await outbox.add(
         id: id ?? UUID().uuidString.lowercased(), device: annotation.deviceName,
@@ -294,6 +295,8 @@ struct ImageService: Chrys_Cloud_Videostreaming_V1beta1_Image.SimpleServiceProto
     do { id = try DeviceID(validating: rawID) } catch {
       throw RPCError(code: .invalidArgument, message: error.description)
     }
+    // Before the lookup: a caller learns nothing about devices it may not use.
+    try Access.require(device: id.rawValue)
     guard let entry = registry.entry(id) else {
       throw RPCError(code: .notFound, message: "device \(id) has never published to this server (see ListStreams)")
     }

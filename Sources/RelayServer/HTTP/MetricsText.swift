@@ -11,6 +11,8 @@ struct MetricsText {
   let upstreamConfigured: Bool
   let recordings: Recordings
   let proxies: Proxies
+  let auth: AuthMetrics
+  let insecure: Bool
 
   func render() -> String {
     var out = ""
@@ -70,6 +72,12 @@ struct MetricsText {
            proxied.map { ($0.label, "\($0.figures.packets)") })
     family("framerelay_proxy_reconnects_total", "counter", "Times the RTMP connection failed and was retried.",
            proxied.map { ($0.label, "\($0.figures.reconnects)") })
+    let refused = auth.snapshot
+    family("framerelay_auth_failures_total", "counter", "Calls refused: no or unknown credentials, or a missing role or device.",
+           [("{reason=\"unauthenticated\"}", "\(refused.unauthenticated)"),
+            ("{reason=\"permission_denied\"}", "\(refused.permissionDenied)")])
+    family("framerelay_insecure", "gauge", "1 when a non-loopback address is served without TLS or authentication (--insecure).",
+           [("", insecure ? "1" : "0")])
     family("process_resident_memory_bytes", "gauge", "Resident memory.", [("", "\(Self.residentBytes)")])
     return out
   }

@@ -27,7 +27,7 @@ public struct RelayServer: Sendable {
     onMetricsListening: @escaping @Sendable (String) -> Void = { _ in }
   ) async throws {
     var group = ServiceGroupConfiguration(
-      services: try services(onListening: onListening, onMetricsListening: onMetricsListening),
+      services: try await services(onListening: onListening, onMetricsListening: onMetricsListening),
       gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
     group.maximumGracefulShutdownDuration = configuration.shutdownTimeout
     group.maximumCancellationDuration = .seconds(2)
@@ -38,7 +38,8 @@ public struct RelayServer: Sendable {
   func services(
     onListening: @escaping @Sendable (String) -> Void,
     onMetricsListening: @escaping @Sendable (String) -> Void
-  ) throws -> [ServiceGroupConfiguration.ServiceConfiguration] {
+  ) async throws -> [ServiceGroupConfiguration.ServiceConfiguration] {
+    let security = try await ServerSecurity.make(configuration, logger: logger)
     let decoderMetrics = DecoderMetrics()
     let registry = StreamRegistry(configuration: configuration, metrics: decoderMetrics, logger: logger)
     let annotationMetrics = AnnotationMetrics()
@@ -60,26 +61,36 @@ public struct RelayServer: Sendable {
       HealthService(),
     ]
 
-    var parts: [(String, any Service)] = [
-      ("annotations-outbox", AnnotationOutboxService(outbox: outbox, logger: logger))
-    ]
+    // Security first: its reloaders outlive every listener.
+    var parts: [(String, any Service)] = []
+    if let reloader = security.reloader { parts.append(("tls-certificate-reloader", reloader)) }
+    if let tokens = security.authenticator.tokens {
+      parts.append(("tokens-reloader", TokenFileWatcher(store: tokens, logger: logger)))
+    }
+    if configuration.insecure { parts.append(("insecure-warning", InsecureWarning(logger: logger))) }
+    parts.append(("annotations-outbox", AnnotationOutboxService(outbox: outbox, logger: logger)))
     if let forwarder { parts.append(("annotations-forwarder", ForwarderService(forwarder: forwarder))) }
     parts.append(("recordings", RecordingsService(recordings: recordings)))
     parts.append(("rtmp-passthroughs", ProxiesService(proxies: proxies)))
     parts.append(("live-decoders", LiveDecodersService(registry: registry)))
     if let metrics = configuration.metricsListen {
-      let server = MetricsServer(host: metrics.host, port: metrics.port) {
+      let server = MetricsServer(
+        host: metrics.host, port: metrics.port, tls: try security.httpTLSContext(),
+        authorize: HTTPAuthorization(authenticator: security.authenticator, gate: security.refusals)
+      ) {
         MetricsText(
           registry: registry, decoders: decoderMetrics, outbox: outbox, annotations: annotationMetrics,
-          upstreamConfigured: forwarder != nil, recordings: recordings, proxies: proxies
+          upstreamConfigured: forwarder != nil, recordings: recordings, proxies: proxies,
+          auth: security.metrics, insecure: configuration.insecure
         ).render()
       }
       parts.append(("metrics-http", MetricsHTTPService(server: server, onListening: onMetricsListening)))
     }
     for address in configuration.listen {
       let server = GRPCServer(
-        transport: .http2NIOPosix(address: address.socketAddress, transportSecurity: .plaintext, config: transportConfig),
-        services: rpcServices)
+        transport: .http2NIOPosix(
+          address: address.socketAddress, transportSecurity: try security.grpcTransportSecurity(), config: transportConfig),
+        services: rpcServices, interceptors: [security.interceptor])
       parts.append(("grpc \(address)", GRPCListener(server: server, address: address, onListening: onListening)))
     }
     return parts.map { name, service in .init(service: service, serviceName: name) }
@@ -93,9 +104,12 @@ public struct RelayServer: Sendable {
         "no annotations upstream configured (--annotations-upstream): annotations stay in the outbox \(outbox.path)")
       return nil
     case .grpc(let host, let port, let tls):
-      upstream = try GRPCUpstream(host: host, port: port, tls: tls, timeout: configuration.annotationsTimeout)
+      upstream = try GRPCUpstream(
+        host: host, port: port, tls: tls, caFile: configuration.annotationsUpstreamCA, timeout: configuration.annotationsTimeout)
     case .http(let url):
-      upstream = HTTPUpstream(url: url, secret: configuration.annotationsSecret, timeout: configuration.annotationsTimeout)
+      upstream = try HTTPUpstream(
+        url: url, secret: configuration.annotationsSecret, caFile: configuration.annotationsUpstreamCA,
+        timeout: configuration.annotationsTimeout)
     }
     return AnnotationForwarder(
       outbox: outbox, upstream: upstream, settings: configuration.annotationsForwarding, metrics: metrics,

@@ -36,6 +36,8 @@ public struct ServerConfiguration: Sendable {
   public var dataDirectory = "relay-data"
   /// Where annotations are forwarded; nil keeps them in the outbox.
   public var annotationsUpstream: UpstreamAddress?
+  /// PEM CA that signed a TLS upstream's certificate; nil: the system trust store.
+  public var annotationsUpstreamCA: String?
   /// Signs HTTP upstream requests when set.
   public var annotationsSecret: String?
   public var annotationsForwarding = AnnotationForwarder.Settings()
@@ -52,6 +54,16 @@ public struct ServerConfiguration: Sendable {
   /// `user:password` pairs an AVA sender must present (`x-ms-authentication: Basic …`); nil: no check.
   public var avaBasicCredentials: [String]?
 
+  /// TLS on every listen address and the HTTP side; nil: plaintext.
+  public var tls: TLSFiles?
+  /// `--tokens`: bearer tokens and certificate names with their roles (see TokenFile).
+  public var tokensFile: String?
+  /// `--jwt-public-key`: bearer JWTs signed by this key are accepted too.
+  public var jwtPublicKeyFile: String?
+  /// A non-loopback address is served without TLS or without authentication (--insecure): warned about
+  /// at start and hourly, and shown as framerelay_insecure 1.
+  public var insecure = false
+
   /// Proxy passthrough targets: device id (or `*`) → RTMP URL (`{device}` is replaced by the id).
   public var rtmpEndpoints: [String: String] = [:]
   /// Recording segments and retention.
@@ -60,6 +72,25 @@ public struct ServerConfiguration: Sendable {
   public var recordMaxBytes = 10 << 30
 
   public init() {}
+
+  public struct TLSFiles: Sendable {
+    /// PEM; the server's certificate first, then any intermediates.
+    public var certificateChain: String
+    public var privateKey: String
+    /// Client certificates must be signed by this CA (mTLS); nil: none asked for.
+    public var clientCA: String?
+    /// How often the files are read again (new connections see a changed certificate; live ones stay).
+    public var reloadInterval: Duration = .seconds(10)
+
+    public init(certificateChain: String, privateKey: String, clientCA: String? = nil) {
+      self.certificateChain = certificateChain
+      self.privateKey = privateKey
+      self.clientCA = clientCA
+    }
+  }
+
+  /// Tokens, JWT or client certificates: callers must authenticate.
+  public var authenticationConfigured: Bool { tokensFile != nil || jwtPublicKeyFile != nil || tls?.clientCA != nil }
 
   var recordingSettings: Recordings.Settings {
     .init(segmentSeconds: recordSegmentSeconds, maxAgeSeconds: recordMaxAgeSeconds, maxBytes: recordMaxBytes)

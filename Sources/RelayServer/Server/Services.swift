@@ -99,3 +99,18 @@ struct MetricsHTTPService: Service {
     try? await cancelWhenGracefulShutdown { try await server.run(onListening: onListening) }
   }
 }
+
+/// A non-loopback address served without TLS or authentication (--insecure): said at start and every hour.
+struct InsecureWarning: Service {
+  let logger: Logger
+
+  func run() async throws {
+    try? await cancelWhenGracefulShutdown {
+      while true {
+        logger.warning(
+          "insecure: a non-loopback address is served without TLS or without authentication (--insecure); anyone who reaches it can publish, read every camera and switch recording and passthrough. Configure --tls-cert/--tls-key and --tokens, --jwt-public-key or --tls-client-ca")
+        try await Task.sleep(for: .seconds(3600))
+      }
+    }
+  }
+}

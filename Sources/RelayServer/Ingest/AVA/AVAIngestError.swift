@@ -18,12 +18,14 @@ enum AVAIngestError: Error, Equatable, CustomStringConvertible {
   case unauthenticated(String)
   case invalidDevice(String)
   case tooManyDevices(limit: Int)
+  case deviceNotAllowed(String)
 
   var code: RPCError.Code {
     switch self {
     case .sampleBeforeDescriptor, .secondDescriptor, .referenceWithoutSharedMemory: .failedPrecondition
     case .sharedMemory: .failedPrecondition
     case .unauthenticated: .unauthenticated
+    case .deviceNotAllowed: .permissionDenied
     case .tooManyDevices: .resourceExhausted
     default: .invalidArgument
     }
@@ -63,6 +65,8 @@ enum AVAIngestError: Error, Equatable, CustomStringConvertible {
       reason
     case .tooManyDevices(let limit):
       "the server already has its limit of \(limit) devices (relay-server --max-devices)"
+    case .deviceNotAllowed(let device):
+      "this caller may not publish device \"\(device)\" (its token's device patterns do not cover it)"
     }
   }
 }

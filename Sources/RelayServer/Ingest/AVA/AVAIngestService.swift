@@ -131,6 +131,7 @@ struct AVAIngestService: AVAExtension.SimpleServiceProtocol {
     do { id = try DeviceID(validating: name) } catch {
       throw .invalidDevice("the device id from extension_configuration (\"device_id\") is not usable: \(error.description)")
     }
+    guard Access.allows(device: id.rawValue) else { throw .deviceNotAllowed(id.rawValue) }
     let entry: StreamRegistry.Entry
     do { entry = try registry.entryCreatingIfNeeded(id) } catch {
       guard case .tooManyDevices(let limit) = error else { throw .tooManyDevices(limit: 0) }

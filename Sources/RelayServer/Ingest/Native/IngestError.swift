@@ -10,6 +10,7 @@ enum IngestError: Error, Equatable, CustomStringConvertible {
   case badDropRange(first: UInt64, last: UInt64, expected: UInt64)
   case takenOver(device: String)
   case tooManyDevices(limit: Int)
+  case deviceNotAllowed(String)
 
   var description: String {
     switch self {
@@ -33,6 +34,8 @@ enum IngestError: Error, Equatable, CustomStringConvertible {
       return "device \(device) was taken over by a newer Publish session"
     case .tooManyDevices(let limit):
       return "the server already has its limit of \(limit) devices (relay-server --max-devices)"
+    case .deviceNotAllowed(let device):
+      return "this caller may not publish device \"\(device)\" (its token's device patterns do not cover it)"
     }
   }
 }

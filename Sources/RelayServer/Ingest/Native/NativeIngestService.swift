@@ -101,6 +101,7 @@ struct NativeIngestService: Framerelay_V1_FrameRelay.SimpleServiceProtocol {
     do throws(IngestError) {
       let id: DeviceID
       do { id = try DeviceID(validating: hello.deviceID) } catch { throw .invalidDeviceID(error.description) }
+      guard Access.allows(device: id.rawValue) else { throw .deviceNotAllowed(id.rawValue) }
       let codec: CodecDescription
       do { codec = try CodecDescription(validating: hello.codec) } catch { throw .invalidCodec(error.description) }
       let entry: StreamRegistry.Entry
@@ -129,6 +130,7 @@ extension RPCError {
     case .invalidDeviceID, .invalidCodec: code = .invalidArgument
     case .frameTooLarge, .tooManyDevices: code = .resourceExhausted
     case .takenOver: code = .aborted
+    case .deviceNotAllowed: code = .permissionDenied
     }
     self.init(code: code, message: error.description)
   }

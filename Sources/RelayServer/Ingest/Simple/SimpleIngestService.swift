@@ -50,6 +50,7 @@ struct SimpleIngestService: video.SimpleServiceProtocol {
     } catch {
       throw RPCError(code: .invalidArgument, message: "\(Self.deviceMetadataKey) metadata: \(error.description)")
     }
+    guard Access.allows(device: id.rawValue) else { throw RPCError(IngestError.deviceNotAllowed(id.rawValue)) }
     let entry: StreamRegistry.Entry
     do { entry = try registry.entryCreatingIfNeeded(id) } catch { throw RPCError(IngestError(error)) }
     let shape = configuration.simpleShape
