@@ -11,14 +11,16 @@ import ServiceLifecycle
 /// nothing (up to `capacity` waiting). A Service: on shutdown it sends what waits, for up to 2 s.
 public final class AnnotationSink: Service, Sendable {
   private let server: HostPort
+  private let security: ClientSecurity
   private let logger: Logger
   private let capacity: Int
   private let (requests, continuation) = AsyncStream.makeStream(
     of: Chrys_Cloud_Videostreaming_V1beta1_AnnotateRequest.self, bufferingPolicy: .bufferingOldest(10_000))
   private let counts = Locked((sent: 0, dropped: 0))
 
-  public init(server: HostPort, logger: Logger, capacity: Int = 10_000) {
+  public init(server: HostPort, security: ClientSecurity = ClientSecurity(), logger: Logger, capacity: Int = 10_000) {
     self.server = server
+    self.security = security
     self.logger = logger
     self.capacity = capacity
   }
@@ -33,7 +35,7 @@ public final class AnnotationSink: Service, Sendable {
   public var sent: Int { counts.value.sent }
 
   public func run() async throws {
-    try await withGRPCClient(transport: try ClientTransport.make(server)) { client in
+    try await ClientTransport.withClient(server, security: security) { client in
       let image = Chrys_Cloud_Videostreaming_V1beta1_Image.Client(wrapping: client)
       await withGracefulShutdownHandler {
         for await request in requests { await send(request, with: image) }

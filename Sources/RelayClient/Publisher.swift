@@ -195,8 +195,9 @@ public final class Publisher: Sendable {
           values.failures += 1
           return error is ConnectionHung ? 0 : configuration.reconnectBackoff.delay(attempt: values.failures - 1)
         }
+        let reason = await ConnectionDiagnosis.reason(error, server: configuration.server, security: configuration.security)
         logger.error(
-          "cannot reach relay-server at \(configuration.server): \(Self.reason(error)); retrying in \(String(format: "%.1f", delay))s")
+          "cannot reach relay-server at \(configuration.server): \(reason); retrying in \(String(format: "%.1f", delay))s")
         try await waitBeforeReconnecting(seconds: delay)
       }
     }
@@ -330,12 +331,6 @@ public final class Publisher: Sendable {
   }
 
   // MARK: Figures
-
-  private static func reason(_ error: any Error) -> String {
-    guard let rpc = error as? RPCError else { return "\(error)" }
-    if let cause = rpc.cause { return "\(rpc.message) (\(cause))" }
-    return rpc.message
-  }
 
   var snapshot: (stats: PublishStats, inFlight: Int, queued: Int, elapsedSeconds: Double) {
     state.withLock {

@@ -5,6 +5,8 @@ public struct PublisherConfiguration: Sendable {
   public var server: HostPort
   public var device: DeviceID
   public var source: SourceSpec
+  /// TLS and the bearer token.
+  public var security = ClientSecurity()
   /// For protocols that carry pictures: the capture decodes to these (nil: packets as captured).
   public var pictures: PictureRequest?
   /// Stop after this many frames captured (and acknowledged).

@@ -48,6 +48,9 @@ struct AVA: AsyncParsableCommand {
   @Option(help: "Also send each inference result to this relay-server as Image.Annotate, HOST:PORT.")
   var annotateTo: String?
 
+  @OptionGroup(title: "TLS and authentication")
+  var security: SecurityOptions
+
   @OptionGroup var options: RunOptions
 
   static let pixelFormats = ["rgb24", "bgr24", "bgra", "rgba", "argb", "abgr", "yuv420p"]
@@ -72,6 +75,7 @@ struct AVA: AsyncParsableCommand {
     let device = try DeviceID(validating: device)
     var configuration = PublisherConfiguration(server: HostPort(server)!, device: device, source: source.spec)
     options.apply(to: &configuration, defaultWindow: 4)
+    configuration.security = try security.make()
     let encoding = AVASenderSettings.Encoding(rawValue: encoding)!
     let size = source.size.flatMap(parseSize)
     configuration.pictures = PictureRequest(
@@ -93,7 +97,7 @@ struct AVA: AsyncParsableCommand {
       }
       settings.authentication = "Basic " + Data("\(basicUser):\(password)".utf8).base64EncodedString()
     }
-    let sink = annotateTo.map { AnnotationSink(server: HostPort($0)!, logger: logger) }
+    let sink = annotateTo.map { AnnotationSink(server: HostPort($0)!, security: configuration.security, logger: logger) }
     let output = StandardOutputLines()
     settings.onInferences = { results in
       output.write(InferenceJSON.line(results))

@@ -18,6 +18,9 @@ struct Publish: AsyncParsableCommand {
   @OptionGroup(title: "Source (one of; the test pattern by default)")
   var source: SourceOptions
 
+  @OptionGroup(title: "TLS and authentication")
+  var security: SecurityOptions
+
   @OptionGroup var options: RunOptions
 
   func validate() throws {
@@ -30,6 +33,7 @@ struct Publish: AsyncParsableCommand {
     var configuration = PublisherConfiguration(
       server: HostPort(server)!, device: try DeviceID(validating: device), source: source.spec)
     options.apply(to: &configuration)
+    configuration.security = try security.make()
     try await options.publish(Publisher(configuration: configuration, logger: logger), logger: logger)
   }
 }

@@ -25,6 +25,9 @@ struct Simple: AsyncParsableCommand {
   @OptionGroup(title: "Source (one of; the test pattern by default). --fps also caps the frames sent per second.")
   var source: SourceOptions
 
+  @OptionGroup(title: "TLS and authentication")
+  var security: SecurityOptions
+
   @OptionGroup var options: RunOptions
 
   func validate() throws {
@@ -41,6 +44,7 @@ struct Simple: AsyncParsableCommand {
     var configuration = PublisherConfiguration(
       server: HostPort(server)!, device: try DeviceID(validating: device ?? "simple"), source: source.spec)
     options.apply(to: &configuration)
+    configuration.security = try security.make()
     configuration.pictures = PictureRequest(
       width: shape.width, height: shape.height, pixelFormat: shape.pixelFormat.rawValue,
       maxFrameRate: source.fps.map(Double.init))

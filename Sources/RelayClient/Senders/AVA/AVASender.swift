@@ -85,7 +85,7 @@ struct AVASender: FrameSender {
     var metadata = Metadata()
     if let authentication = settings.authentication { metadata.addString(authentication, forKey: "x-ms-authentication") }
     do {
-      try await withGRPCClient(transport: try ClientTransport.make(configuration.server)) { client in
+      try await ClientTransport.withClient(configuration.server, security: configuration.security) { client in
         var options = CallOptions.defaults
         options.waitForReady = false
         options.maxRequestMessageBytes = configuration.maxMessageBytes

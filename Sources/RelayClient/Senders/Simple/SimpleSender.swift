@@ -15,7 +15,7 @@ struct SimpleSender: FrameSender {
   let logger: Logger
 
   func run(attempt: UInt64, state: PublishState) async throws {
-    try await withGRPCClient(transport: try ClientTransport.make(configuration.server)) { client in
+    try await ClientTransport.withClient(configuration.server, security: configuration.security) { client in
       var options = CallOptions.defaults
       options.waitForReady = false
       options.maxRequestMessageBytes = configuration.maxMessageBytes
