@@ -12,11 +12,16 @@ public final class GRPCUpstream: AnnotationUpstream {
   let port: Int
   let tls: Bool
   let timeout: Duration
+  let bearerToken: String?
   private let client: GRPCClient<HTTP2ClientTransport.Posix>
 
   /// With `tls`, the upstream's certificate is verified against the system trust store, or against
-  /// `caFile` (PEM) when given.
-  public init(host: String, port: Int, tls: Bool, caFile: String? = nil, timeout: Duration) throws {
+  /// `caFile` (PEM) when given. `bearerToken` goes with every call (an upstream relay-server with
+  /// --tokens wants the annotate role).
+  public init(
+    host: String, port: Int, tls: Bool, caFile: String? = nil, bearerToken: String? = nil, timeout: Duration
+  ) throws {
+    self.bearerToken = bearerToken
     self.host = host
     self.port = port
     self.tls = tls
@@ -25,9 +30,19 @@ public final class GRPCUpstream: AnnotationUpstream {
     config.backoff = .init(initial: .milliseconds(250), max: .seconds(5), multiplier: 2, jitter: 0.2)
     client = GRPCClient(
       transport: try HTTP2ClientTransport.Posix(
-        target: .dns(host: host, port: port), transportSecurity: tls ? .tls { tlsConfig in
+        target: Self.target(host: host, port: port), transportSecurity: tls ? .tls { tlsConfig in
           if let caFile { tlsConfig.trustRoots = .certificates([.file(path: caFile, format: .pem)]) }
         } : .plaintext, config: config))
+  }
+
+  /// An address literal resolves without an authority, so TLS verifies the certificate's IP SAN (an IP
+  /// may not be sent as SNI).
+  private static func target(host: String, port: Int) -> any ResolvableTarget {
+    if host.contains(":") { return .ipv6(address: host, port: port) }
+    if host.split(separator: ".").count == 4, host.allSatisfy({ $0.isNumber || $0 == "." }) {
+      return .ipv4(address: host, port: port)
+    }
+    return .dns(host: host, port: port)
   }
 
   public var description: String { "\(tls ? "grpcs" : "grpc")://\(host):\(port)" }
@@ -64,7 +79,9 @@ public final class GRPCUpstream: AnnotationUpstream {
     for entry in entries {
       do {
         let request = try AnnotateRequest(serializedBytes: entry.request)
-        _ = try await image.annotate(request, metadata: [Self.idMetadataKey: .string(entry.id)], options: options)
+        var metadata: Metadata = [Self.idMetadataKey: .string(entry.id)]
+        if let bearerToken { metadata.addString("Bearer \(bearerToken)", forKey: "authorization") }
+        _ = try await image.annotate(request, metadata: metadata, options: options)
         confirmed.append(entry.seq)
       } catch {
         return Delivery(confirmed: confirmed, failure: "Annotate on \(description) failed: \(error)")

@@ -446,8 +446,10 @@ class HttpUpstream(_Recorder):
     MODES = ("ok", "refuse", "reset", "blackhole", "lose-reply")
     KIND = "HTTP upstream"
 
-    def __init__(self, secret=None, path="/annotations", max_skew_ms=DEFAULT_MAX_SKEW_MS, hold_limit=HOLD_LIMIT):
+    def __init__(self, secret=None, path="/annotations", max_skew_ms=DEFAULT_MAX_SKEW_MS, hold_limit=HOLD_LIMIT,
+                 ssl_context=None):
         super().__init__(hold_limit)
+        self.ssl_context = ssl_context  # a server-side ssl.SSLContext: HTTPS
         if not path.startswith("/"):
             raise ValueError("path must start with /")
         self.secret = secret
@@ -462,7 +464,7 @@ class HttpUpstream(_Recorder):
 
     @property
     def url(self):
-        return f"http://127.0.0.1:{self.port}{self.path}"
+        return f"{'https' if self.ssl_context else 'http'}://127.0.0.1:{self.port}{self.path}"
 
     def start(self):
         """Starts listening (again, on the same port after stop())."""
@@ -478,6 +480,8 @@ class HttpUpstream(_Recorder):
                     raise
                 time.sleep(0.05)
         self.port = server.server_address[1]
+        if self.ssl_context is not None:
+            server.socket = self.ssl_context.wrap_socket(server.socket, server_side=True)
         self._server = server
         self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
                                         name=f"http-upstream-{self.port}", daemon=True)

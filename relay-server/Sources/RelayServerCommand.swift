@@ -74,6 +74,9 @@ struct RelayServerCommand: AsyncParsableCommand {
   @Option(help: "PEM CA that signed the annotations upstream's certificate (grpcs:// or https://), when it is not in the system trust store.")
   var annotationsUpstreamCa: String?
 
+  @Option(help: "File whose first line is the bearer token sent to a grpc(s):// annotations upstream (a relay-server with --tokens wants the annotate role).")
+  var annotationsUpstreamTokenFile: String?
+
   @Option(help: "File holding the shared secret that signs HTTP upstream requests (HMAC-SHA256; see docs/annotations-upstream.md).")
   var annotationsSecretFile: String?
 
@@ -166,7 +169,8 @@ struct RelayServerCommand: AsyncParsableCommand {
     guard tlsReloadSeconds > 0 else { throw ValidationError("--tls-reload-seconds must be positive") }
     for (flag, path) in [("--tls-cert", tlsCert), ("--tls-key", tlsKey), ("--tls-client-ca", tlsClientCa),
                          ("--tokens", tokens), ("--jwt-public-key", jwtPublicKey),
-                         ("--annotations-upstream-ca", annotationsUpstreamCa)] {
+                         ("--annotations-upstream-ca", annotationsUpstreamCa),
+                         ("--annotations-upstream-token-file", annotationsUpstreamTokenFile)] {
       if let path, !FileManager.default.isReadableFile(atPath: path) {
         throw ValidationError("\(flag) \(path): no such readable file")
       }
@@ -215,6 +219,13 @@ struct RelayServerCommand: AsyncParsableCommand {
     configuration.tokensFile = tokens
     configuration.jwtPublicKeyFile = jwtPublicKey
     configuration.annotationsUpstreamCA = annotationsUpstreamCa
+    if let annotationsUpstreamTokenFile {
+      guard let text = try? String(contentsOfFile: annotationsUpstreamTokenFile, encoding: .utf8),
+        let token = text.split(whereSeparator: \.isNewline).first.map({ $0.trimmingCharacters(in: .whitespaces) }),
+        !token.isEmpty
+      else { throw ValidationError("--annotations-upstream-token-file \(annotationsUpstreamTokenFile) holds no token") }
+      configuration.annotationsUpstreamToken = token
+    }
     configuration.coldStartWait = .milliseconds(coldStartWaitMs)
     configuration.simpleShape = try PictureShape.parse(simpleShape, pixelFormat: simplePixelFormat).get()
     configuration.simpleDefaultDevice = simpleDefaultDevice

@@ -105,7 +105,8 @@ public struct RelayServer: Sendable {
       return nil
     case .grpc(let host, let port, let tls):
       upstream = try GRPCUpstream(
-        host: host, port: port, tls: tls, caFile: configuration.annotationsUpstreamCA, timeout: configuration.annotationsTimeout)
+        host: host, port: port, tls: tls, caFile: configuration.annotationsUpstreamCA,
+        bearerToken: configuration.annotationsUpstreamToken, timeout: configuration.annotationsTimeout)
     case .http(let url):
       upstream = try HTTPUpstream(
         url: url, secret: configuration.annotationsSecret, caFile: configuration.annotationsUpstreamCA,

@@ -38,6 +38,8 @@ public struct ServerConfiguration: Sendable {
   public var annotationsUpstream: UpstreamAddress?
   /// PEM CA that signed a TLS upstream's certificate; nil: the system trust store.
   public var annotationsUpstreamCA: String?
+  /// Bearer token for a gRPC upstream that checks tokens.
+  public var annotationsUpstreamToken: String?
   /// Signs HTTP upstream requests when set.
   public var annotationsSecret: String?
   public var annotationsForwarding = AnnotationForwarder.Settings()
