@@ -39,6 +39,9 @@ let package = Package(
     .package(url: "https://github.com/apple/swift-certificates.git", from: "1.21.1"),
     .package(url: "https://github.com/vapor/jwt-kit.git", from: "5.8.0"),
     .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
+    .package(url: "https://github.com/apple/swift-configuration.git", from: "1.4.0"),
+    .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
+    .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
   ],
   targets: [
     .target(name: "RelayProtocol", dependencies: ["RelayCore", grpcCore, grpcProtobuf, swiftProtobuf]),
@@ -48,6 +51,10 @@ let package = Package(
     .systemLibrary(name: "CV4L2"),
     .target(name: "Media", dependencies: ["CFFmpeg", "CV4L2"]),
     .target(name: "RelayCore"),
+    .target(name: "LogOutput", dependencies: [logging]),
+    .target(name: "Settings", dependencies: [
+      .product(name: "Configuration", package: "swift-configuration"), .product(name: "Yams", package: "Yams"),
+    ]),
     .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
     .target(name: "Annotations", dependencies: [
       "CSQLite", "RelayCore", "RelayProtocol", grpcCore, grpcTransport, swiftProtobuf, crypto, logging, nioSSL,
@@ -57,6 +64,8 @@ let package = Package(
       name: "RelayServer",
       dependencies: ["RelayCore", "RelayProtocol", "Media", "Annotations", grpcCore, grpcTransport, logging, serviceLifecycle, crypto, nioSSL,
         certificateReloading, x509, jwt, .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+        .product(name: "Hummingbird", package: "hummingbird"), .product(name: "HummingbirdCore", package: "hummingbird"),
+        .product(name: "HummingbirdTLS", package: "hummingbird"),
       ] + nio),
     .target(
       name: "RelayClient",
@@ -65,13 +74,14 @@ let package = Package(
         .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
       ]),
     .executableTarget(
-      name: "relay-server", dependencies: ["RelayServer", "RelayCore", "Annotations", argumentParser, logging],
+      name: "relay-server", dependencies: ["RelayServer", "RelayCore", "Annotations", "Settings", "LogOutput", argumentParser, logging],
       path: "relay-server/Sources"),
     .executableTarget(
       name: "relay-client",
-      dependencies: ["RelayClient", "RelayCore", "Media", argumentParser, logging, serviceLifecycle],
+      dependencies: ["RelayClient", "RelayCore", "Media", "Settings", "LogOutput", argumentParser, logging, serviceLifecycle],
       path: "relay-client/Sources"),
     .testTarget(name: "RelayCoreTests", dependencies: ["RelayCore"]),
+    .testTarget(name: "SettingsTests", dependencies: ["Settings"]),
     .testTarget(name: "MediaTests", dependencies: ["Media"]),
     .testTarget(name: "RelayServerTests", dependencies: ["RelayServer", "RelayCore", "Media"]),
     .testTarget(name: "AnnotationsTests", dependencies: ["Annotations", "RelayProtocol"]),

@@ -15,6 +15,8 @@ public struct AnnotationForwarder: Sendable {
 
   let outbox: AnnotationOutbox
   let upstream: any AnnotationUpstream
+  /// Where annotations go, for people (the web page).
+  public var upstreamDescription: String { upstream.description }
   let settings: Settings
   let metrics: AnnotationMetrics
   let logger: Logger

@@ -40,6 +40,27 @@ public enum UpstreamAddress: Equatable, Sendable {
   }
 }
 
+extension UpstreamAddress: CustomStringConvertible {
+  public var description: String {
+    switch self {
+    case .grpc(let host, let port, let tls): "\(tls ? "grpcs" : "grpc")://\(host):\(port)"
+    case .http(let url): url.absoluteString
+    }
+  }
+
+  public var isTLS: Bool {
+    switch self {
+    case .grpc(_, _, let tls): tls
+    case .http(let url): url.scheme?.lowercased() == "https"
+    }
+  }
+
+  public var isHTTP: Bool {
+    if case .http = self { return true }
+    return false
+  }
+}
+
 public struct UpstreamAddressError: Error, CustomStringConvertible {
   public var text: String
   public var reason: String

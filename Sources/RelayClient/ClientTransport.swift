@@ -2,6 +2,7 @@ import Foundation
 import GRPCCore
 import GRPCNIOTransportHTTP2
 import RelayCore
+import ServiceLifecycle
 
 /// Builds the HTTP/2 transport every sender uses, in one place: TLS, the server name to verify, and the
 /// bearer token on every call.
@@ -23,9 +24,10 @@ enum ClientTransport {
 
   /// A client on a fresh transport, with the bearer token (if any) added to every call.
   static func withClient<Result: Sendable>(
-    _ server: HostPort, security: ClientSecurity,
+    _ server: HostPort, security: ClientSecurity, shared: SharedConnection? = nil,
     _ body: (GRPCClient<HTTP2ClientTransport.Posix>) async throws -> Result
   ) async throws -> Result {
+    if let shared { return try await body(shared.client) }
     let interceptors: [any ClientInterceptor] = security.bearerToken.map { [BearerToken(token: $0)] } ?? []
     return try await withGRPCClient(transport: try make(server, security: security), interceptors: interceptors, handleClient: body)
   }
@@ -87,5 +89,25 @@ extension HostPort {
   var isIPv4Literal: Bool {
     var address = in_addr()
     return inet_pton(AF_INET, host, &address) == 1
+  }
+}
+
+/// One HTTP/2 connection (a gRPC client) that several publishers share: a gateway's cameras each open
+/// their own Publish stream on it. A Service: it connects until its graceful shutdown, which comes
+/// after the publishers have stopped.
+public final class SharedConnection: Service, Sendable {
+  let client: GRPCClient<HTTP2ClientTransport.Posix>
+
+  public init(server: HostPort, security: ClientSecurity) throws {
+    let interceptors: [any ClientInterceptor] = security.bearerToken.map { [BearerToken(token: $0)] } ?? []
+    client = GRPCClient(transport: try ClientTransport.make(server, security: security), interceptors: interceptors)
+  }
+
+  public func run() async throws {
+    try await withGracefulShutdownHandler {
+      try await client.runConnections()
+    } onGracefulShutdown: {
+      self.client.beginGracefulShutdown()
+    }
   }
 }

@@ -40,3 +40,17 @@ public struct PublishSummary: Sendable, Encodable {
     return (try? String(decoding: encoder.encode(self), as: UTF8.self)) ?? "{}"
   }
 }
+
+extension PublishSummary {
+  /// A gateway's summary: one line, every camera's summary in `cameras`.
+  public static func json(cameras: [PublishSummary]) -> String {
+    struct Gateway: Encodable {
+      var event = "summary"
+      var cameras: [PublishSummary]
+    }
+    let encoder = JSONEncoder()
+    encoder.keyEncodingStrategy = .convertToSnakeCase
+    encoder.outputFormatting = [.sortedKeys]
+    return (try? String(decoding: encoder.encode(Gateway(cameras: cameras)), as: UTF8.self)) ?? "{}"
+  }
+}

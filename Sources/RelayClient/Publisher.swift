@@ -84,6 +84,8 @@ public final class Publisher: Sendable {
 
   private func publish() async throws -> PublishSummary {
     guard let codec = try await firstCodec() else {
+      // Stopped while the camera was still not ready: a stop, not a failure (a gateway's other cameras ran).
+      if state.withLock({ $0.stopping }) { return summary }
       let error = state.withLock { $0.captureError } ?? "the source ended before its first frame"
       throw PublishError.source(error)
     }
@@ -91,7 +93,7 @@ public final class Publisher: Sendable {
       "capturing",
       metadata: ["source": "\(configuration.source.kindAndLabel.label)", "codec": "\(codec.name) \(codec.width)x\(codec.height)"])
     try await withThrowingDiscardingTaskGroup { group in
-      group.addTask { await StatusReporter(publisher: self).run() }
+      if configuration.reportsStatus { group.addTask { await StatusReporter(publisher: self).run() } }
       group.addTask {
         do { try await self.pumpCapture() } catch is CancellationError {}  // the run is over
       }

@@ -7,6 +7,10 @@ public struct PublisherConfiguration: Sendable {
   public var source: SourceSpec
   /// TLS and the bearer token.
   public var security = ClientSecurity()
+  /// A connection shared with other publishers (a gateway's cameras); nil: a fresh one per attempt.
+  public var connection: SharedConnection?
+  /// Its own status line once a second (a gateway prints one table for all its cameras instead).
+  public var reportsStatus = true
   /// For protocols that carry pictures: the capture decodes to these (nil: packets as captured).
   public var pictures: PictureRequest?
   /// Stop after this many frames captured (and acknowledged).

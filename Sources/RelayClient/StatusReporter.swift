@@ -15,14 +15,70 @@ struct StatusReporter {
     while true {
       do { try await Task.sleep(for: .seconds(1)) } catch { return }
       let now = publisher.snapshot
-      let seconds = max(0.001, now.elapsedSeconds - previous.elapsedSeconds)
-      let fps = Double(now.stats.framesAcked - previous.stats.framesAcked) / seconds
-      let kbps = Double(now.stats.bytesAcked - previous.stats.bytesAcked) * 8 / 1000 / seconds
-      let rtt = now.stats.roundTrips.percentile(50).map { String(format: "%.1fms", $0) } ?? "-"
-      let line = "\(publisher.configuration.device) sent \(now.stats.framesSent) acked \(now.stats.framesAcked)"
-        + " in-flight \(now.inFlight) queued \(now.queued) dropped \(now.stats.framesDropped) | \(String(format: "%.1f", fps)) fps \(Int(kbps)) kbit/s | ack rtt p50 \(rtt)"
+      let line = Self.line(publisher.configuration.device.rawValue, from: previous, to: now)
       FileHandle.standardError.write(Data((isTerminal ? "\r\u{1B}[K" + line : "status: " + line + "\n").utf8))
       previous = now
     }
+  }
+
+  typealias Snapshot = (stats: PublishStats, inFlight: Int, queued: Int, elapsedSeconds: Double)
+
+  static func line(_ device: String, from previous: Snapshot, to now: Snapshot) -> String {
+    let seconds = max(0.001, now.elapsedSeconds - previous.elapsedSeconds)
+    let fps = Double(now.stats.framesAcked - previous.stats.framesAcked) / seconds
+    let kbps = Double(now.stats.bytesAcked - previous.stats.bytesAcked) * 8 / 1000 / seconds
+    let rtt = now.stats.roundTrips.percentile(50).map { String(format: "%.1fms", $0) } ?? "-"
+    return "\(device) sent \(now.stats.framesSent) acked \(now.stats.framesAcked)"
+      + " in-flight \(now.inFlight) queued \(now.queued) dropped \(now.stats.framesDropped) | \(String(format: "%.1f", fps)) fps \(Int(kbps)) kbit/s | ack rtt p50 \(rtt)"
+  }
+}
+
+/// A gateway's status: one line per camera each second on stderr, or a table redrawn in place on a
+/// terminal.
+struct GatewayStatus {
+  let publishers: [Publisher]
+  private let isTerminal = isatty(STDERR_FILENO) != 0
+
+  func run() async {
+    var previous = publishers.map(\.snapshot)
+    var drawn = 0
+    while true {
+      do { try await Task.sleep(for: .seconds(1)) } catch { return }
+      let now = publishers.map(\.snapshot)
+      if isTerminal {
+        var table = drawn > 0 ? "\u{1B}[\(drawn)A" : ""
+        table += "\r\u{1B}[K" + "camera".padding(toLength: 20, withPad: " ", startingAt: 0)
+          + ["sent", "acked"].map { $0.leftPadded(10) }.joined() + "queued".leftPadded(7) + "dropped".leftPadded(9)
+          + "fps".leftPadded(7) + "kbit/s".leftPadded(11) + "rtt p50".leftPadded(9) + "\n"
+        for (index, publisher) in publishers.enumerated() {
+          table += "\r\u{1B}[K" + Self.row(publisher.configuration.device.rawValue, previous[index], now[index]) + "\n"
+        }
+        drawn = publishers.count + 1
+        FileHandle.standardError.write(Data(table.utf8))
+      } else {
+        let lines = publishers.enumerated().map { index, publisher in
+          "status: " + StatusReporter.line(publisher.configuration.device.rawValue, from: previous[index], to: now[index]) + "\n"
+        }
+        FileHandle.standardError.write(Data(lines.joined().utf8))
+      }
+      previous = now
+    }
+  }
+
+  private static func row(_ device: String, _ previous: StatusReporter.Snapshot, _ now: StatusReporter.Snapshot) -> String {
+    let seconds = max(0.001, now.elapsedSeconds - previous.elapsedSeconds)
+    let fps = Double(now.stats.framesAcked - previous.stats.framesAcked) / seconds
+    let kbps = Double(now.stats.bytesAcked - previous.stats.bytesAcked) * 8 / 1000 / seconds
+    let rtt = now.stats.roundTrips.percentile(50).map { String(format: "%.1fms", $0) } ?? "-"
+    return String(device.prefix(20)).padding(toLength: 20, withPad: " ", startingAt: 0)
+      + [now.stats.framesSent, now.stats.framesAcked].map { String($0).leftPadded(10) }.joined()
+      + String(now.queued).leftPadded(7) + String(now.stats.framesDropped).leftPadded(9)
+      + String(format: "%.1f", fps).leftPadded(7) + String(Int(kbps)).leftPadded(11) + rtt.leftPadded(9)
+  }
+}
+
+extension String {
+  fileprivate func leftPadded(_ width: Int) -> String {
+    count >= width ? " " + self : String(repeating: " ", count: width - count) + self
   }
 }

@@ -90,8 +90,9 @@ def test_server_killed_and_replaced_restarts_at_a_keyframe(processes, start_clie
 def test_bad_rtsp_scheme_is_one_line_and_a_failure():
     run = subprocess.run([str(support.RELAY_CLIENT), "publish", "--device", "x", "--rtsp", "http://camera/stream"],
                          capture_output=True, text=True, timeout=20)
-    assert run.returncode != 0
-    assert "http://camera/stream is not an rtsp:// or rtsps:// URL" in run.stderr
+    assert run.returncode == 2, "a bad setting: exit code 2"
+    lines = run.stderr.strip().splitlines()
+    assert lines == ['relay-client: rtsp (--rtsp): "http://camera/stream" is not an rtsp:// or rtsps:// URL'], lines
 
 
 def test_unreachable_rtsp_host_is_retried_with_its_address(start_client):

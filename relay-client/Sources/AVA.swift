@@ -13,10 +13,10 @@ struct AVA: AsyncParsableCommand {
     abstract: "Feed an AVA gRPC extension server (MediaGraphExtension/ProcessMediaStream) and print its inference results.")
 
   @Option(help: "The extension's address, HOST:PORT.")
-  var server: String
+  var server: String?
 
   @Option(help: "Device id: names the camera in logs, the shared-memory file and --annotate-to annotations.")
-  var device: String
+  var device: String?
 
   @OptionGroup(title: "Source (one of; the test pattern by default). --size also scales the frames sent (default: the source's size); --fps also caps the frames sent per second.")
   var source: SourceOptions
@@ -56,8 +56,6 @@ struct AVA: AsyncParsableCommand {
   static let pixelFormats = ["rgb24", "bgr24", "bgra", "rgba", "argb", "abgr", "yuv420p"]
 
   func validate() throws {
-    guard HostPort(server) != nil else { throw ValidationError("--server \(server) is not HOST:PORT") }
-    do { _ = try DeviceID(validating: device) } catch { throw ValidationError("--device: \(error)") }
     guard AVASenderSettings.Encoding(rawValue: encoding) != nil else { throw ValidationError("--encoding is raw, jpg, png or bmp") }
     guard Self.pixelFormats.contains(pixelFormat) else {
       throw ValidationError("--pixel-format is one of \(Self.pixelFormats.joined(separator: ", "))")
@@ -71,16 +69,18 @@ struct AVA: AsyncParsableCommand {
   }
 
   func run() async throws {
-    let logger = options.makeLogger()
-    let device = try DeviceID(validating: device)
-    var configuration = PublisherConfiguration(server: HostPort(server)!, device: device, source: source.spec)
-    options.apply(to: &configuration, defaultWindow: 4)
-    configuration.security = try security.make()
+    let clientSettings = ClientSettings.readOrExit(
+      server: server, device: device, source: source, security: security, run: options,
+      defaults: .init(server: nil, device: nil, window: 4, gateway: false))
+    let logger = clientSettings.run.makeLogger()
     let encoding = AVASenderSettings.Encoding(rawValue: encoding)!
     let size = source.size.flatMap(parseSize)
-    configuration.pictures = PictureRequest(
-      width: size?.0, height: size?.1, pixelFormat: Self.inputFormat(of: encoding, raw: pixelFormat),
-      maxFrameRate: source.fps.map(Double.init), imageEncoder: Self.imageEncoder(of: encoding))
+    let (configurations, _) = try clientSettings.configurations(
+      pictures: PictureRequest(
+        width: size?.0, height: size?.1, pixelFormat: Self.inputFormat(of: encoding, raw: pixelFormat),
+        maxFrameRate: source.fps.map(Double.init), imageEncoder: Self.imageEncoder(of: encoding)))
+    let configuration = configurations[0]
+    let device = configuration.device
 
     var settings = AVASenderSettings()
     settings.encoding = encoding
@@ -107,8 +107,8 @@ struct AVA: AsyncParsableCommand {
         }
       }
     }
-    try await options.publish(
-      Publisher.ava(configuration: configuration, settings: settings, logger: logger), logger: logger,
+    try await clientSettings.run.publish(
+      [Publisher.ava(configuration: configuration, settings: settings, logger: logger)], logger: logger,
       alongside: sink.map { [$0] } ?? [])
   }
 

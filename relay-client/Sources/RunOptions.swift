@@ -1,13 +1,22 @@
 import ArgumentParser
 import Foundation
+import LogOutput
 import Logging
 import RelayClient
 import RelayCore
 import ServiceLifecycle
+import Settings
 
-/// The flags of a publishing run that every protocol's subcommand shares, and the run itself.
+/// The flags of a publishing run that every protocol's subcommand shares, and the run itself. Keys:
+/// `frames`, `duration`, `window`, `queue.maxBytes`, `queue.maxSeconds`, `queue.maxBytesTotal`, `log.level`.
 struct RunOptions: ParsableArguments {
-  @Option(help: "Stop after this many frames are captured and acknowledged.")
+  @Option(help: "YAML settings file (annotated example: relay-client/relay-client.yaml); FRAMERELAY_… environment variables override it, flags override both.")
+  var config: String?
+
+  @Flag(help: "Print the effective settings as YAML (secrets masked) and exit.")
+  var printConfig = false
+
+  @Option(help: "Stop after this many frames are captured and acknowledged (per camera).")
   var frames: Int?
 
   @Option(help: "Stop after this many seconds.")
@@ -16,62 +25,95 @@ struct RunOptions: ParsableArguments {
   @Option(help: "Most frames in flight (unacknowledged); default 32 (ava: 4).")
   var window: Int?
 
-  @Option(help: "Bound on frames captured and not yet acknowledged, in bytes; past it whole GOPs are dropped.")
-  var queueMaxBytes = 128 << 20
+  @Option(help: "Bound on one camera's frames captured and not yet acknowledged, in bytes (default 134217728); past it whole GOPs are dropped.")
+  var queueMaxBytes: Int?
 
-  @Option(help: "Bound on frames captured and not yet acknowledged, in seconds of capture time.")
-  var queueMaxSeconds: Double = 60
+  @Option(help: "Bound on one camera's frames captured and not yet acknowledged, in seconds of capture time (default 60).")
+  var queueMaxSeconds: Double?
 
-  @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
-  var logLevel: String = "info"
+  @Option(help: "Bound on all cameras' queues together, in bytes: each camera gets at most this divided by the number of cameras.")
+  var queueMaxBytesTotal: Int?
 
-  func validate() throws {
-    if let window, window <= 0 { throw ValidationError("--window must be positive") }
-    guard queueMaxBytes > 0, queueMaxSeconds > 0 else { throw ValidationError("--queue-max-bytes and --queue-max-seconds must be positive") }
-    if let frames, frames <= 0 { throw ValidationError("--frames must be positive") }
-    guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("--log-level \(logLevel) is not a level") }
+  @Option(help: "Log level: trace, debug, info, notice, warning, error, critical (default info).")
+  var logLevel: String?
+
+  @Option(help: "Log format on stderr: human (default) or json (one object per line).")
+  var logFormat: String?
+
+  struct Values {
+    var frames: Int?
+    var duration: Double?
+    var window: Int?
+    var queueMaxBytes = 128 << 20
+    var queueMaxSeconds: Double = 60
+    var queueMaxBytesTotal: Int?
+    var logLevel = Logger.Level.info
+    var logFormat = LogFormat.human
   }
 
+  func read(_ settings: Settings, defaultWindow: Int) -> Values {
+    var values = Values()
+    let frames = settings.int("frames", flag: self.frames, default: 0, allowed: 0...Int.max)
+    values.frames = frames > 0 ? frames : nil
+    let duration = settings.double("duration", flag: self.duration, default: 0, atLeast: 0, orMore: true)
+    values.duration = duration > 0 ? duration : nil
+    values.window = settings.int("window", flag: window, default: defaultWindow)
+    values.queueMaxBytes = settings.int("queue.maxBytes", flag: queueMaxBytes, default: values.queueMaxBytes)
+    values.queueMaxSeconds = settings.double("queue.maxSeconds", flag: queueMaxSeconds, default: values.queueMaxSeconds)
+    let total = settings.int("queue.maxBytesTotal", flag: queueMaxBytesTotal, default: 0, allowed: 0...Int.max)
+    values.queueMaxBytesTotal = total > 0 ? total : nil
+    values.logLevel = settings.value(
+      "log.level", flag: logLevel, default: Logger.Level.info,
+      allowed: "one of trace, debug, info, notice, warning, error, critical"
+    ) { Logger.Level(rawValue: $0.lowercased()) }
+    values.logFormat = settings.value("log.format", flag: logFormat, default: LogFormat.human, allowed: "human or json") {
+      LogFormat(rawValue: $0.lowercased())
+    }
+    return values
+  }
+}
+
+extension RunOptions.Values {
   func makeLogger() -> Logger {
-    LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
+    logFormat.bootstrap()
     var logger = Logger(label: "relay-client")
-    logger.logLevel = Logger.Level(rawValue: logLevel)!
+    logger.logLevel = logLevel
     return logger
   }
 
-  func apply(to configuration: inout PublisherConfiguration, defaultWindow: Int = 32) {
+  /// `cameras` share the total bound evenly.
+  func apply(to configuration: inout PublisherConfiguration, cameras: Int = 1) {
     configuration.maxFrames = frames
-    configuration.window = window ?? defaultWindow
-    configuration.queueMaxBytes = queueMaxBytes
+    configuration.window = window ?? configuration.window
+    configuration.queueMaxBytes = min(queueMaxBytes, queueMaxBytesTotal.map { $0 / max(1, cameras) } ?? .max)
     configuration.queueMaxSeconds = queueMaxSeconds
   }
 
-  /// Runs the publisher until its source ends, --frames or --duration is reached, or SIGTERM/SIGINT
+  /// Runs the publishers until their sources end, --frames or --duration is reached, or SIGTERM/SIGINT
   /// (which stop the capture and wait briefly for the frames in flight); prints the summary.
-  func publish(_ publisher: Publisher, logger: Logger, alongside others: [any Service] = []) async throws {
-    let service = PublisherService(publisher: publisher)
+  func publish(_ publishers: [Publisher], logger: Logger, alongside others: [any Service] = []) async throws {
+    let service = PublishersService(publishers: publishers)
     if let duration {
       Task {
         try await Task.sleep(for: .milliseconds(Int(duration * 1000)))
-        publisher.stop()
+        for publisher in publishers { publisher.stop() }
       }
     }
     // The run ending on its own (a file's end, --frames) is the normal way out, not a failure.
     let configuration = ServiceGroupConfiguration(
-      // `others` start first and stop last: the publisher's last acks may still hand them work.
+      // `others` start first and stop last: the publishers' last acks may still hand them work.
       services: others.map { .init(service: $0, successTerminationBehavior: .gracefullyShutdownGroup) }
         + [.init(service: service, successTerminationBehavior: .gracefullyShutdownGroup)],
       gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
     try await ServiceGroup(configuration: configuration).run()
-    switch service.result {
-    case .success(let summary)?:
-      print(summary.json)
-    case .failure(let error)?:
-      print(publisher.summary.json)
-      logger.error("\(error)")
-      throw ExitCode.failure
-    case nil:
-      print(publisher.summary.json)
+    let outcomes = service.outcomes
+    if publishers.count == 1 {
+      print(outcomes[0].summary.json)
+    } else {
+      print(PublishSummary.json(cameras: outcomes.map(\.summary)))
     }
+    let failures = outcomes.compactMap(\.error)
+    for error in failures { logger.error("\(error)") }
+    if !failures.isEmpty { throw ExitCode.failure }
   }
 }

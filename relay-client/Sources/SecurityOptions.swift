@@ -1,8 +1,10 @@
 import ArgumentParser
 import Foundation
 import RelayClient
+import Settings
 
-/// TLS and the bearer token, shared by every subcommand that talks to a server.
+/// TLS and the bearer token, shared by every subcommand that talks to a server. Keys: `tls`,
+/// `tls.ca`, `tls.serverName`, `tls.cert`, `tls.key`, `tokenFile`.
 struct SecurityOptions: ParsableArguments {
   @Flag(help: "Use TLS, verifying the server against the system trust store.")
   var tls = false
@@ -22,26 +24,27 @@ struct SecurityOptions: ParsableArguments {
   @Option(help: "File whose first line is the bearer token sent with every call (never on the command line, which ps shows).")
   var tokenFile: String?
 
-  func validate() throws {
-    if (tlsCert == nil) != (tlsKey == nil) {
-      throw ValidationError("--tls-cert and --tls-key go together: the client certificate and its private key, both PEM")
-    }
-    for (flag, path) in [("--tls-ca", tlsCa), ("--tls-cert", tlsCert), ("--tls-key", tlsKey), ("--token-file", tokenFile)] {
-      if let path, !FileManager.default.isReadableFile(atPath: path) {
-        throw ValidationError("\(flag) \(path): no such readable file")
-      }
-    }
-  }
-
-  func make() throws -> ClientSecurity {
+  func read(_ settings: Settings) -> ClientSecurity {
+    let enabled = settings.bool("tls", flag: tls ? true : nil, default: false)
+    let ca = settings.string("tls.ca", flag: tlsCa, default: nil)
+    let serverName = settings.string("tls.serverName", flag: tlsServerName, default: nil)
+    let cert = settings.string("tls.cert", flag: tlsCert, default: nil)
+    let key = settings.string("tls.key", flag: tlsKey, default: nil)
+    let tokenFile = settings.string("tokenFile", flag: tokenFile, default: nil)
     var security = ClientSecurity()
-    if tls || tlsCa != nil || tlsServerName != nil || tlsCert != nil {
-      security.tls = .init(caFile: tlsCa, serverName: tlsServerName, certificateFile: tlsCert, privateKeyFile: tlsKey)
+    if (cert == nil) != (key == nil) {
+      settings.problem("tls.cert", "tls.cert (--tls-cert) and tls.key (--tls-key) go together: the client certificate and its private key, both PEM")
     }
-    do {
-      security.bearerToken = try tokenFile.map { try ClientSecurity.token(inFile: $0) }
-    } catch {
-      throw ValidationError("\(error)")
+    for (name, path) in [("tls.ca", ca), ("tls.cert", cert), ("tls.key", key), ("tokenFile", tokenFile)] {
+      if let path, !FileManager.default.isReadableFile(atPath: path) { settings.problem(name, "\(path): no such readable file") }
+    }
+    if enabled || ca != nil || serverName != nil || cert != nil {
+      security.tls = .init(caFile: ca, serverName: serverName, certificateFile: cert, privateKeyFile: key)
+    }
+    if let tokenFile, FileManager.default.isReadableFile(atPath: tokenFile) {
+      do { security.bearerToken = try ClientSecurity.token(inFile: tokenFile) } catch {
+        settings.problem("tokenFile", "\(error)")
+      }
     }
     return security
   }

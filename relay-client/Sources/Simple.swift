@@ -10,8 +10,8 @@ struct Simple: AsyncParsableCommand {
   static let configuration = CommandConfiguration(
     abstract: "Send raw frames to a minimal video-over-gRPC server (/video/Analyse), one integer back per frame.")
 
-  @Option(help: "The server's address, HOST:PORT (the original server listens on 50051).")
-  var server = "127.0.0.1:50051"
+  @Option(help: "The server's address, HOST:PORT (default 127.0.0.1:50051, where the original server listens).")
+  var server: String?
 
   @Option(help: "Sent as x-device-id metadata, so a relay-server stores the frames under this device (the original client sends none).")
   var device: String?
@@ -31,7 +31,6 @@ struct Simple: AsyncParsableCommand {
   @OptionGroup var options: RunOptions
 
   func validate() throws {
-    guard HostPort(server) != nil else { throw ValidationError("--server \(server) is not HOST:PORT (for example 127.0.0.1:50051)") }
     if let device { do { _ = try DeviceID(validating: device) } catch { throw ValidationError("--device: \(error)") } }
     if case .failure(let problem) = PictureShape.parse(shape, pixelFormat: pixelFormat) {
       throw ValidationError("--shape/--pixel-format: \(problem)")
@@ -39,16 +38,16 @@ struct Simple: AsyncParsableCommand {
   }
 
   func run() async throws {
-    let logger = options.makeLogger()
+    let settings = ClientSettings.readOrExit(
+      server: server, device: device, source: source, security: security, run: options,
+      defaults: .init(server: "127.0.0.1:50051", device: "simple", window: 32, gateway: false))
+    let logger = settings.run.makeLogger()
     let shape = try PictureShape.parse(shape, pixelFormat: pixelFormat).get()
-    var configuration = PublisherConfiguration(
-      server: HostPort(server)!, device: try DeviceID(validating: device ?? "simple"), source: source.spec)
-    options.apply(to: &configuration)
-    configuration.security = try security.make()
-    configuration.pictures = PictureRequest(
-      width: shape.width, height: shape.height, pixelFormat: shape.pixelFormat.rawValue,
-      maxFrameRate: source.fps.map(Double.init))
-    try await options.publish(
-      Publisher.simple(configuration: configuration, sendsDeviceID: device != nil, logger: logger), logger: logger)
+    let (configurations, _) = try settings.configurations(
+      pictures: PictureRequest(
+        width: shape.width, height: shape.height, pixelFormat: shape.pixelFormat.rawValue,
+        maxFrameRate: source.fps.map(Double.init)))
+    try await settings.run.publish(
+      [Publisher.simple(configuration: configurations[0], sendsDeviceID: device != nil, logger: logger)], logger: logger)
   }
 }

@@ -43,7 +43,7 @@ public enum SourceSpec: Sendable, Equatable {
   }
 
   /// rtsp://user:secret@host/path → rtsp://host/path, so passwords never reach logs or the server.
-  static func withoutCredentials(_ url: String) -> String {
+  public static func withoutCredentials(_ url: String) -> String {
     guard var components = URLComponents(string: url), components.user != nil || components.password != nil else {
       return url
     }

@@ -28,6 +28,16 @@ final class ConsumerCursors: Sendable {
     entries.withLock { $0[key]?.cursor ?? 0 }
   }
 
+  /// Consumers per device seen within `window` (a web page's preview is not one: it is no cursor).
+  func active(within window: Duration = .seconds(10)) -> [DeviceID: Int] {
+    let since = WallClock.monotonicNs() &- UInt64(window.components.seconds) * 1_000_000_000
+    return entries.withLock { entries in
+      var peers: [DeviceID: Set<String>] = [:]
+      for (key, entry) in entries where entry.lastSeen >= since { peers[key.device, default: []].insert(key.peer) }
+      return peers.mapValues(\.count)
+    }
+  }
+
   func advance(_ key: Key, to cursor: UInt64) {
     entries.withLock { entries in
       entries[key] = Entry(cursor: max(cursor, entries[key]?.cursor ?? 0), lastSeen: WallClock.monotonicNs())

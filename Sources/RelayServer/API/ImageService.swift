@@ -72,23 +72,9 @@ struct ImageService: Chrys_Cloud_Videostreaming_V1beta1_Image.SimpleServiceProto
     }
   }
 
-  /// The newest frame after the consumer's cursor. A cold stream (no frame decoded in this decoder
-  /// run) waits for the picture of the newest packet stored, decoded from the newest keyframe, up to
-  /// `coldStartWait`; a warm one waits `latestFrameWait` for a frame newer than the consumer's last.
   private func latestFrame(of entry: StreamRegistry.Entry, after cursor: UInt64, keyframeOnly: Bool) async -> LiveFrame? {
-    entry.decoder.demand()
-    let frames = entry.stream.frames
-    guard !frames.hasFrame, entry.stream.newestIndex > 0 else {
-      return await frames.next(after: cursor, keyframeOnly: keyframeOnly, timeout: configuration.latestFrameWait)
-    }
-    let target = keyframeOnly ? entry.stream.indexBeforeNewestKeyframe + 1 : entry.stream.newestIndex
-    if let frame = await frames.next(
-      after: max(cursor, target - 1), keyframeOnly: keyframeOnly, timeout: configuration.coldStartWait)
-    {
-      return frame
-    }
-    // The newest packet gave no picture of its own (a decoder holding frames back): the newest there is.
-    return await frames.next(after: cursor, keyframeOnly: keyframeOnly, timeout: .zero)
+    await entry.latestFrame(
+      after: cursor, keyframeOnly: keyframeOnly, wait: configuration.latestFrameWait, coldStartWait: configuration.coldStartWait)
   }
 
   func videoBufferedImage(

@@ -4,6 +4,7 @@ import GRPCCore
 import GRPCNIOTransportHTTP2
 import Logging
 import RelayCore
+import NIOPosix
 import ServiceLifecycle
 
 /// relay-server's parts, wired once here. `services` lists them in start order; a ServiceGroup starts
@@ -49,10 +50,12 @@ public struct RelayServer: Sendable {
       directory: (configuration.dataDirectory as NSString).appendingPathComponent("recordings"),
       settings: configuration.recordingSettings, logger: logger)
     let proxies = Proxies(endpoints: configuration.rtmpEndpoints, logger: logger)
+    let cursors = ConsumerCursors(capacity: configuration.maxConsumers)
+    let readiness = Readiness(listeners: configuration.listen.count)
     let rpcServices: [any RegistrableRPCService] = [
       NativeIngestService(registry: registry, sessions: NativeSessions(), configuration: configuration, logger: logger),
       ImageService(
-        registry: registry, cursors: ConsumerCursors(capacity: configuration.maxConsumers),
+        registry: registry, cursors: cursors,
         replays: ReplayLimiter(limit: configuration.maxReplays), metrics: decoderMetrics,
         outbox: outbox, annotationMetrics: annotationMetrics, recordings: recordings, proxies: proxies,
         configuration: configuration, logger: logger),
@@ -68,30 +71,37 @@ public struct RelayServer: Sendable {
       parts.append(("tokens-reloader", TokenFileWatcher(store: tokens, logger: logger)))
     }
     if configuration.insecure { parts.append(("insecure-warning", InsecureWarning(logger: logger))) }
-    parts.append(("annotations-outbox", AnnotationOutboxService(outbox: outbox, logger: logger)))
+    parts.append(("annotations-outbox", AnnotationOutboxService(outbox: outbox, readiness: readiness, logger: logger)))
     if let forwarder { parts.append(("annotations-forwarder", ForwarderService(forwarder: forwarder))) }
     parts.append(("recordings", RecordingsService(recordings: recordings)))
     parts.append(("rtmp-passthroughs", ProxiesService(proxies: proxies)))
     parts.append(("live-decoders", LiveDecodersService(registry: registry)))
     if let metrics = configuration.metricsListen {
-      let server = MetricsServer(
-        host: metrics.host, port: metrics.port, tls: try security.httpTLSContext(),
-        authorize: HTTPAuthorization(authenticator: security.authenticator, gate: security.refusals)
-      ) {
-        MetricsText(
-          registry: registry, decoders: decoderMetrics, outbox: outbox, annotations: annotationMetrics,
-          upstreamConfigured: forwarder != nil, recordings: recordings, proxies: proxies,
-          auth: security.metrics, insecure: configuration.insecure
-        ).render()
-      }
-      parts.append(("metrics-http", MetricsHTTPService(server: server, onListening: onMetricsListening)))
+      let text = MetricsText(
+        registry: registry, decoders: decoderMetrics, outbox: outbox, annotations: annotationMetrics,
+        upstreamConfigured: forwarder != nil, recordings: recordings, proxies: proxies,
+        auth: security.metrics, insecure: configuration.insecure)
+      let http = HTTPSide(
+        address: metrics, tls: try security.httpTLSConfiguration(),
+        authorization: HTTPAuthorization(authenticator: security.authenticator, gate: security.refusals),
+        readiness: readiness,
+        view: DevicesView(
+          registry: registry, cursors: cursors, recordings: recordings, proxies: proxies, outbox: outbox,
+          annotations: annotationMetrics, upstream: forwarder.map { "\($0.upstreamDescription)" }),
+        coldStartWait: configuration.coldStartWait,
+        renderMetrics: { (try? await NIOThreadPool.singleton.runIfActive { text.render() }) ?? "" },
+        logger: logger)
+      parts.append(("http", try http.application(onListening: onMetricsListening)))
     }
     for address in configuration.listen {
       let server = GRPCServer(
         transport: .http2NIOPosix(
           address: address.socketAddress, transportSecurity: try security.grpcTransportSecurity(), config: transportConfig),
         services: rpcServices, interceptors: [security.interceptor])
-      parts.append(("grpc \(address)", GRPCListener(server: server, address: address, onListening: onListening)))
+      parts.append(("grpc \(address)", GRPCListener(server: server, address: address) { bound in
+        readiness.listenerBound()
+        onListening(bound)
+      }))
     }
     return parts.map { name, service in .init(service: service, serviceName: name) }
   }

@@ -37,7 +37,7 @@ struct ServerSecurity: Sendable {
   }
 
   /// The HTTP side's TLS, from the same certificate (and client CA).
-  func httpTLSContext() throws -> NIOSSLContext? {
+  func httpTLSConfiguration() throws -> TLSConfiguration? {
     guard let reloader else { return nil }
     var tls: TLSConfiguration
     if let clientCA {
@@ -47,7 +47,7 @@ struct ServerSecurity: Sendable {
       tls = try .makeServerConfiguration(certificateReloader: reloader)
     }
     tls.applicationProtocols = ["http/1.1"]
-    return try NIOSSLContext(configuration: tls)
+    return tls
   }
 
   private static func makeReloader(_ files: ServerConfiguration.TLSFiles, logger: Logger) throws -> TimedCertificateReloader {

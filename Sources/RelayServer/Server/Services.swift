@@ -36,15 +36,18 @@ struct GRPCListener: Service {
 /// Opens the outbox at start (so a problem is reported at once) and closes it last.
 struct AnnotationOutboxService: Service {
   let outbox: AnnotationOutbox
+  let readiness: Readiness
   let logger: Logger
 
   func run() async throws {
     do {
       try await outbox.open()
+      readiness.outboxOpened()
     } catch {
       logger.error("annotations outbox unavailable, Annotate will fail until this is fixed: \(error)")
     }
     try? await gracefulShutdown()
+    readiness.outboxClosed()
     await outbox.close()
   }
 }
@@ -88,15 +91,6 @@ struct LiveDecodersService: Service {
         done.resume()
       }
     }
-  }
-}
-
-struct MetricsHTTPService: Service {
-  let server: MetricsServer
-  let onListening: @Sendable (String) -> Void
-
-  func run() async throws {
-    try? await cancelWhenGracefulShutdown { try await server.run(onListening: onListening) }
   }
 }
 

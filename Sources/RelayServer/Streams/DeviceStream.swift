@@ -14,6 +14,8 @@ final class DeviceStream: Sendable {
     var pid: Int32 = 0
     var host = ""
     var source = ""
+    /// The publisher's own measure of its round trip to us (FrameRelay clock sync), ms.
+    var roundTripMs: Int64?
   }
 
   /// Counts since the server started, for metrics.
@@ -93,6 +95,10 @@ final class DeviceStream: Sendable {
       state.status.lastError = lastError
       state.status.failingStreak = failingStreak
     }
+  }
+
+  func updateRoundTrip(ms: Int64) {
+    state.withLock { $0.status.roundTripMs = ms }
   }
 
   /// The publisher will never send these frames (its queue bound dropped them).

@@ -15,7 +15,9 @@ struct NativeSender: FrameSender {
 
   func run(attempt: UInt64, state: PublishState) async throws {
     let accepted = Locked<Framerelay_V1_Accepted?>(nil)  // from the response side to the request side
-    try await ClientTransport.withClient(configuration.server, security: configuration.security) { client in
+    try await ClientTransport.withClient(
+      configuration.server, security: configuration.security, shared: configuration.connection
+    ) { client in
       var options = CallOptions.defaults
       options.waitForReady = false  // fail fast and say so, rather than hang on an unreachable server
       options.maxRequestMessageBytes = configuration.maxMessageBytes

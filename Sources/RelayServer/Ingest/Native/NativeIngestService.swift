@@ -74,6 +74,7 @@ struct NativeIngestService: Framerelay_V1_FrameRelay.SimpleServiceProtocol {
           log.warning("client dropped frames \(dropped.first)...\(dropped.last) (its queue bound was reached)")
         case .clockSync(let sync):
           slot.setClockOffset(sync.offsetMs, token: token)
+          if slot.isCurrent(token) { stream.updateRoundTrip(ms: sync.roundTripMs) }
         case .captureStatus(let status):
           if slot.isCurrent(token) {
             stream.updateCapture(

@@ -1,0 +1,109 @@
+import Foundation
+import Testing
+
+@testable import Settings
+
+@Suite struct SettingsTests {
+  private func file(_ text: String) throws -> String {
+    let path = NSTemporaryDirectory() + "settings-\(UUID().uuidString).yaml"
+    try text.write(toFile: path, atomically: true, encoding: .utf8)
+    return path
+  }
+
+  @Test func flagsOverrideTheEnvironmentWhichOverridesTheFile() throws {
+    let path = try file("""
+      ring:
+        max_bytes: 1000
+        max_seconds: 5
+      window: 8
+      """)
+    let settings = try Settings(file: path, environment: ["FRAMERELAY_RING_MAX_BYTES": "2000", "FRAMERELAY_WINDOW": "9"])
+    #expect(settings.int("ring.maxBytes", flag: nil, default: 1) == 2000, "environment over file")
+    #expect(settings.double("ring.maxSeconds", flag: nil, default: 1) == 5, "file over default")
+    #expect(settings.int("window", flag: 10, default: 1) == 10, "flag over environment")
+    #expect(settings.int("maxDevices", flag: nil, default: 64) == 64, "default")
+    try settings.finish()
+  }
+
+  @Test func namesDeriveFromTheKey() {
+    #expect(Settings.flagName("tls.clientCa") == "--tls-client-ca")
+    #expect(Settings.environmentName("http2.maxFrameSize") == "FRAMERELAY_HTTP2_MAX_FRAME_SIZE")
+    #expect(SettingsKey.camel("max_bytes_total") == "maxBytesTotal")
+    #expect(SettingsKey.snake("queue.maxBytesTotal") == "queue.max_bytes_total")
+  }
+
+  @Test func everyProblemIsOneLineNamingKeyValueAndWhatIsAllowed() throws {
+    let path = try file("""
+      ring:
+        max_bytes: lots
+      max_devcies: 3
+      http2:
+        max_frame_size: 12
+      """)
+    let settings = try Settings(file: path, environment: ["FRAMERELAY_WINDOW": "-1"])
+    _ = settings.int("ring.maxBytes", flag: nil, default: 1)
+    _ = settings.int("maxDevices", flag: nil, default: 64)
+    _ = settings.int("window", flag: nil, default: 32)
+    _ = settings.int("http2.maxFrameSize", flag: nil, default: 16384, allowed: 16384...16_777_215)
+    do {
+      try settings.finish()
+      Issue.record("problems were not reported")
+    } catch {
+      let lines = error.lines
+      #expect(lines.count == 4, "\(lines)")
+      #expect(lines.contains { $0.hasSuffix(":2: ring.max_bytes: \"lots\" is not a whole number of at least 1") })
+      #expect(lines.contains { $0 == "FRAMERELAY_WINDOW: \"-1\" is not a whole number of at least 1" })
+      #expect(lines.contains { $0.contains(":5: http2.max_frame_size: \"12\" is not a whole number from 16384 to 16777215") })
+      #expect(lines.contains { $0.contains(":3: unknown key max_devcies; did you mean max_devices?") })
+    }
+  }
+
+  @Test func listsComeFromRepeatedFlagsYAMLListsOrCommas() throws {
+    let path = try file("listen: [\"127.0.0.1:1\", \"[::1]:2\"]\n")
+    #expect(try Settings(file: path, environment: [:]).strings("listen", flag: [], default: []) == ["127.0.0.1:1", "[::1]:2"])
+    #expect(try Settings(file: path, environment: ["FRAMERELAY_LISTEN": "a:1,b:2"]).strings("listen", flag: [], default: []) == ["a:1", "b:2"])
+    #expect(try Settings(file: path, environment: [:]).strings("listen", flag: ["c:3"], default: []) == ["c:3"])
+  }
+
+  @Test func recordsReportTheirUnknownFields() throws {
+    let path = try file("""
+      cameras:
+        - device: door
+          rtsp: rtsp://u:p@cam/1
+        - device: yard
+          test_patern: true
+      """)
+    let settings = try Settings(file: path, environment: [:])
+    let cameras = settings.records("cameras")
+    #expect(cameras.count == 2)
+    #expect(cameras[0].string("device") == "door")
+    #expect(cameras[0].string("rtsp", masked: { _ in "rtsp://cam/1" }) == "rtsp://u:p@cam/1")
+    #expect(cameras[1].string("testPattern") == nil)
+    for camera in cameras { camera.finish(knownFields: ["device", "rtsp", "testPattern"]) }
+    do {
+      try settings.finish()
+      Issue.record("the misspelt field was not reported")
+    } catch {
+      #expect(error.lines == ["\(path):5: cameras[1]: unknown key test_patern; did you mean test_pattern?"])
+    }
+    #expect(!settings.yaml().contains("u:p@"), "the printed settings hide the password")
+  }
+
+  @Test func printedSettingsAreYAMLWithSecretsMasked() throws {
+    let settings = try Settings(file: nil, environment: ["FRAMERELAY_TLS_CERT": "/etc/a.pem"])
+    _ = settings.strings("listen", flag: [], default: ["127.0.0.1:50001"])
+    _ = settings.string("tls.cert", flag: nil, default: nil)
+    _ = settings.string("tls.clientCa", flag: nil, default: nil)
+    _ = settings.string("annotations.secret", flag: "hunter2", default: nil, secret: true)
+    let yaml = settings.yaml()
+    #expect(yaml.contains("listen:\n- 127.0.0.1:50001"))
+    #expect(yaml.contains("tls:\n  cert: /etc/a.pem\n  client_ca: ~") || yaml.contains("client_ca: null"), "\(yaml)")
+    #expect(!yaml.contains("hunter2") && yaml.contains("secret: '********'"), "\(yaml)")
+  }
+
+  @Test func aFileThatIsNotYAMLOrNotAMappingIsOneProblem() throws {
+    #expect(throws: SettingsProblems.self) { try Settings(file: try file("- a\n- b\n"), environment: [:]) }
+    #expect(throws: SettingsProblems.self) { try Settings(file: try file("a: [1\n"), environment: [:]) }
+    #expect(throws: SettingsProblems.self) { try Settings(file: "/nonexistent/relay.yaml", environment: [:]) }
+  }
+}
