@@ -14,6 +14,8 @@ let nioSSL = Target.Dependency.product(name: "NIOSSL", package: "swift-nio-ssl")
 let certificateReloading = Target.Dependency.product(name: "NIOCertificateReloading", package: "swift-nio-extras")
 let x509 = Target.Dependency.product(name: "X509", package: "swift-certificates")
 let jwt = Target.Dependency.product(name: "JWTKit", package: "jwt-kit")
+let metrics = Target.Dependency.product(name: "Metrics", package: "swift-metrics")
+let prometheus = Target.Dependency.product(name: "Prometheus", package: "swift-prometheus")
 let nio: [Target.Dependency] = ["NIOCore", "NIOPosix", "NIOHTTP1"].map { .product(name: $0, package: "swift-nio") }
 
 let package = Package(
@@ -41,6 +43,8 @@ let package = Package(
     .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
     .package(url: "https://github.com/apple/swift-configuration.git", from: "1.4.0"),
     .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
+    .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
+    .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
     .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
   ],
   targets: [
@@ -57,7 +61,7 @@ let package = Package(
     ]),
     .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
     .target(name: "Annotations", dependencies: [
-      "CSQLite", "RelayCore", "RelayProtocol", grpcCore, grpcTransport, swiftProtobuf, crypto, logging, nioSSL,
+      "CSQLite", "RelayCore", "RelayProtocol", grpcCore, grpcTransport, swiftProtobuf, crypto, logging, nioSSL, metrics,
       .product(name: "AsyncHTTPClient", package: "async-http-client"), .product(name: "NIOCore", package: "swift-nio"),
     ]),
     .target(
@@ -65,20 +69,25 @@ let package = Package(
       dependencies: ["RelayCore", "RelayProtocol", "Media", "Annotations", grpcCore, grpcTransport, logging, serviceLifecycle, crypto, nioSSL,
         certificateReloading, x509, jwt, .product(name: "UnixSignals", package: "swift-service-lifecycle"),
         .product(name: "Hummingbird", package: "hummingbird"), .product(name: "HummingbirdCore", package: "hummingbird"),
-        .product(name: "HummingbirdTLS", package: "hummingbird"),
+        .product(name: "HummingbirdTLS", package: "hummingbird"), metrics, prometheus,
       ] + nio),
     .target(
       name: "RelayClient",
       dependencies: [
-        "RelayCore", "RelayProtocol", "Media", grpcCore, grpcTransport, logging, serviceLifecycle, nioSSL, x509,
+        "RelayCore", "RelayProtocol", "Media", grpcCore, grpcTransport, logging, serviceLifecycle, nioSSL, x509, metrics,
         .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
       ]),
     .executableTarget(
-      name: "relay-server", dependencies: ["RelayServer", "RelayCore", "Annotations", "Settings", "LogOutput", argumentParser, logging],
+      name: "relay-server", dependencies: ["RelayServer", "RelayCore", "Annotations", "Settings", "LogOutput", argumentParser, logging, metrics,
+        prometheus,
+      ],
       path: "relay-server/Sources"),
     .executableTarget(
       name: "relay-client",
-      dependencies: ["RelayClient", "RelayCore", "Media", "Settings", "LogOutput", argumentParser, logging, serviceLifecycle],
+      dependencies: [
+        "RelayClient", "RelayCore", "Media", "Settings", "LogOutput", argumentParser, logging, serviceLifecycle, metrics,
+        prometheus, .product(name: "Hummingbird", package: "hummingbird"),
+      ],
       path: "relay-client/Sources"),
     .testTarget(name: "RelayCoreTests", dependencies: ["RelayCore"]),
     .testTarget(name: "SettingsTests", dependencies: ["Settings"]),

@@ -61,7 +61,7 @@ public struct AnnotationForwarder: Sendable {
       let delivery = await upstream.deliver(batch)
       do {
         try await outbox.remove(delivery.confirmed)
-        metrics.forwarded.wrappingAdd(delivery.confirmed.count, ordering: .relaxed)
+        metrics.recordBatch(confirmed: delivery.confirmed.count)
       } catch {
         logger.error("cannot delete delivered annotations from the outbox (they will be sent again): \(error)")
       }
@@ -73,7 +73,7 @@ public struct AnnotationForwarder: Sendable {
         continue
       }
       failures += 1
-      metrics.forwardFailures.wrappingAdd(1, ordering: .relaxed)
+      metrics.recordForwardFailure()
       let delay = settings.backoff.delay(attempt: failures - 1)
       logger.warning(
         "annotations upstream: \(failure); \(outbox.pendingCount) waiting, retrying in \(String(format: "%.2f", delay))s")

@@ -30,8 +30,11 @@ final class PublishState: Sendable {
     var responseEnded = false
     var lastProgressNs: UInt64 = 0
 
-    /// Capture is over and everything is acked, or we stopped waiting.
-    var isFinished: Bool { (captureEnded || stopping) && (queue.isEmpty || drainDeadlinePassed) }
+    /// Capture is over and everything is acked, or we stopped waiting. A stop waits for the capture to
+    /// end too: its last packets (an encoder's flush) come after the stop, and must not need a new stream.
+    var isFinished: Bool {
+      (captureEnded || (stopping && drainDeadlinePassed)) && (queue.isEmpty || drainDeadlinePassed)
+    }
   }
 
   /// The attempt's response side ended while its request side waited.
@@ -45,7 +48,12 @@ final class PublishState: Sendable {
   private let values: Mutex<Values>
   private let waiters = Mutex(Waiters())
 
-  init(queue: FrameQueue) { values = Mutex(Values(queue: queue)) }
+  let metrics: CameraMetrics
+
+  init(queue: FrameQueue, metrics: CameraMetrics) {
+    values = Mutex(Values(queue: queue))
+    self.metrics = metrics
+  }
 
   func withLock<T>(_ body: (inout Values) -> T) -> T { values.withLock { body(&$0) } }
 
@@ -85,6 +93,7 @@ final class PublishState: Sendable {
       values.stats.framesSent += 1
       values.stats.bytesSent += bytes
     }
+    metrics.sent.increment()
   }
 
   /// The server took attempt `attempt`'s opening (the watchdog now waits for acks instead).

@@ -17,7 +17,7 @@ public final class Publisher: Sendable {
     var description: String { "the network is back but this connection hung; reconnecting at once" }
   }
 
-  let configuration: PublisherConfiguration
+  public let configuration: PublisherConfiguration
   private let logger: Logger
   private let capture: Capture
   private let sender: any FrameSender
@@ -53,7 +53,8 @@ public final class Publisher: Sendable {
       spec: configuration.source, pictures: configuration.pictures, maxFrames: configuration.maxFrames,
       backoff: configuration.cameraBackoff, logger: logger)
     self.state = PublishState(
-      queue: FrameQueue(limits: .init(maxBytes: configuration.queueMaxBytes, maxSeconds: configuration.queueMaxSeconds)))
+      queue: FrameQueue(limits: .init(maxBytes: configuration.queueMaxBytes, maxSeconds: configuration.queueMaxSeconds)),
+      metrics: CameraMetrics(device: configuration.device))
   }
 
   /// Stops capturing and finishes once the frames captured so far are acked or the stop timeout passes.
@@ -145,13 +146,16 @@ public final class Publisher: Sendable {
         state.wake()
         try await state.waitUntil { $0.queue.hasRoom(for: packet.data.count) || $0.stopping }
       }
-      let dropped = state.withLock { values -> Int in
+      let (dropped, gops) = state.withLock { values -> (Int, Int) in
         values.stats.framesCaptured += 1
+        let gopsBefore = values.queue.droppedGOPs
         let dropped = values.queue.capture(packet)
         values.stats.framesDropped = values.queue.droppedFrames
-        return dropped
+        return (dropped, values.queue.droppedGOPs - gopsBefore)
       }
       if dropped > 0 {
+        state.metrics.droppedFrames.increment(by: dropped)
+        state.metrics.droppedGOPs.increment(by: gops)
         logger.warning(
           "queue bound reached (\(configuration.queueMaxBytes) bytes / \(configuration.queueMaxSeconds) s): dropped \(dropped) frames, oldest GOP first")
       }
@@ -279,34 +283,41 @@ public final class Publisher: Sendable {
   /// A stream was accepted and the server holds everything up to `resumeAfter`: those count as acked
   /// (their acks may never have reached us), the rest is sent again.
   static func resumed(after resumeAfter: UInt64, state: PublishState, server: HostPort, logger: Logger) {
-    let (resending, reconnectMs) = state.withLock { values -> (Int, Int?) in
+    let (acked, resending, reconnectMs) = state.withLock { values -> (Int, Int, Int?) in
       let before = values.queue.byteCount
-      values.stats.framesAcked += values.queue.restart(after: resumeAfter)
+      let acked = values.queue.restart(after: resumeAfter)
+      values.stats.framesAcked += acked
       values.stats.bytesAcked += before - values.queue.byteCount
       values.stats.framesDropped = values.queue.droppedFrames
       values.failures = 0
       defer { values.failedAtNs = nil }
-      guard let failedAt = values.failedAtNs else { return (values.queue.count, nil) }
+      guard let failedAt = values.failedAtNs else { return (acked, values.queue.count, nil) }
       let ms = Int((WallClock.monotonicNs() - failedAt) / 1_000_000)
       values.stats.reconnects += 1
       values.stats.reconnectMs.append(ms)
-      return (values.queue.count, ms)
+      return (acked, values.queue.count, ms)
     }
+    state.metrics.acked.increment(by: acked)
     if let reconnectMs {
+      state.metrics.reconnects.increment()
+      state.metrics.resent.increment(by: resending)
       logger.notice("reconnected to relay-server at \(server) after \(reconnectMs) ms; resending \(resending) frames")
     }
   }
 
   /// The server acknowledged everything up to `sequence`.
   static func acknowledged(upTo sequence: UInt64, at now: UInt64, state: PublishState) {
-    state.withLock { values in
+    let sent = state.withLock { values -> [UInt64] in
       let before = values.queue.byteCount
       let sent = values.queue.acknowledge(upTo: sequence)
       values.stats.framesAcked += sent.count
       values.stats.bytesAcked += before - values.queue.byteCount
       values.lastProgressNs = now
       for sentAt in sent { values.stats.roundTrips.record(Double(now &- sentAt) / 1e6) }
+      return sent
     }
+    state.metrics.acked.increment(by: sent.count)
+    for sentAt in sent { state.metrics.ackRoundTrip.recordNanoseconds(Int64(now &- sentAt)) }
   }
 
   // MARK: Timing
@@ -333,6 +344,9 @@ public final class Publisher: Sendable {
   }
 
   // MARK: Figures
+
+  /// Bytes of frames captured and not yet acknowledged.
+  public var queuedBytes: Int { state.withLock { $0.queue.byteCount } }
 
   var snapshot: (stats: PublishStats, inFlight: Int, queued: Int, elapsedSeconds: Double) {
     state.withLock {

@@ -201,3 +201,16 @@ def test_json_logs_are_one_object_per_line(processes, tmp_path):
             assert re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$", entry["time"]), entry
     listening = [json.loads(line) for line in process.stderr().splitlines() if '"listening"' in line]
     assert listening and listening[0]["address"] == server.address, "metadata become fields"
+
+
+def test_every_subcommand_flag_is_a_key(tmp_path):
+    settings = tmp_path / "ava.yaml"
+    settings.write_text("server: 127.0.0.1:5001\ndevice: ava-1\nencoding: jpg\nshared_memory: true\nack_timeout_seconds: 2\n")
+    shown = printed([support.RELAY_CLIENT, "ava", "--config", settings], env={"FRAMERELAY_PIXEL_FORMAT": "bgr24"})
+    assert (shown["encoding"], shown["shared_memory"], shown["ack_timeout_seconds"]) == ("jpg", True, 2.0)
+    assert shown["pixel_format"] == "bgr24", "from the environment"
+    assert printed([support.RELAY_CLIENT, "ava", "--config", settings, "--encoding", "png"])["encoding"] == "png"
+    lines = problems(run([support.RELAY_CLIENT, "ava", "--config", settings], env={"FRAMERELAY_ENCODING": "gif"}))
+    assert lines == ['relay-client: FRAMERELAY_ENCODING: "gif" is not raw, jpg, png or bmp'], lines
+    simple = printed([support.RELAY_CLIENT, "simple"], env={"FRAMERELAY_SHAPE": "48x64x3"})
+    assert simple["shape"] == "48x64x3" and simple["server"] == "127.0.0.1:50051"

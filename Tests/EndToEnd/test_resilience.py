@@ -27,8 +27,8 @@ def start_server_on(processes, port, data_dir):
 def metrics_of(address, device):
     text = urllib.request.urlopen(f"http://{address}/metrics", timeout=5).read().decode()
     values = {}
-    for name, value in re.findall(r'^(framerelay_\w+)\{device="' + re.escape(device) + r'"\} (\d+)$', text, re.M):
-        values[name] = int(value)
+    for name, value in re.findall(r'^(framerelay_\w+)\{device="' + re.escape(device) + r'"\} ([0-9.eE+-]+)$', text, re.M):
+        values[name] = int(float(value))  # gauges are written as floats
     return values
 
 

@@ -21,11 +21,11 @@ struct AVA: AsyncParsableCommand {
   @OptionGroup(title: "Source (one of; the test pattern by default). --size also scales the frames sent (default: the source's size); --fps also caps the frames sent per second.")
   var source: SourceOptions
 
-  @Option(help: "Sample encoding: raw, jpg, png or bmp.")
-  var encoding = "raw"
+  @Option(help: "Sample encoding: raw (default), jpg, png or bmp.")
+  var encoding: String?
 
-  @Option(help: "RAW pixel format: rgb24, bgr24, bgra, rgba, argb, abgr or yuv420p.")
-  var pixelFormat = "rgb24"
+  @Option(help: "RAW pixel format: rgb24 (default), bgr24, bgra, rgba, argb, abgr or yuv420p.")
+  var pixelFormat: String?
 
   @Flag(help: "Send samples through a shared-memory file under /dev/shm instead of embedded in the messages.")
   var sharedMemory = false
@@ -34,7 +34,7 @@ struct AVA: AsyncParsableCommand {
   var sharedMemoryBytes: Int?
 
   @Option(help: "The descriptor's extension_configuration, passed to the extension as is.")
-  var extensionConfiguration = ""
+  var extensionConfiguration: String?
 
   @Option(help: "User for x-ms-authentication: Basic (with --basic-password-file).")
   var basicUser: String?
@@ -42,8 +42,8 @@ struct AVA: AsyncParsableCommand {
   @Option(help: "File holding the Basic password (never on the command line, which ps shows).")
   var basicPasswordFile: String?
 
-  @Option(help: "A sample without an ack after this many seconds is counted lost and its shared memory reused.")
-  var ackTimeoutSeconds: Double = 5
+  @Option(help: "A sample without an ack after this many seconds is counted lost and its shared memory reused (default 5).")
+  var ackTimeoutSeconds: Double?
 
   @Option(help: "Also send each inference result to this relay-server as Image.Annotate, HOST:PORT.")
   var annotateTo: String?
@@ -55,49 +55,57 @@ struct AVA: AsyncParsableCommand {
 
   static let pixelFormats = ["rgb24", "bgr24", "bgra", "rgba", "argb", "abgr", "yuv420p"]
 
-  func validate() throws {
-    guard AVASenderSettings.Encoding(rawValue: encoding) != nil else { throw ValidationError("--encoding is raw, jpg, png or bmp") }
-    guard Self.pixelFormats.contains(pixelFormat) else {
-      throw ValidationError("--pixel-format is one of \(Self.pixelFormats.joined(separator: ", "))")
-    }
-    if let sharedMemoryBytes, sharedMemoryBytes <= 0 { throw ValidationError("--shared-memory-bytes must be positive") }
-    guard (basicUser == nil) == (basicPasswordFile == nil) else {
-      throw ValidationError("--basic-user and --basic-password-file go together")
-    }
-    guard ackTimeoutSeconds > 0 else { throw ValidationError("--ack-timeout-seconds must be positive") }
-    if let annotateTo, HostPort(annotateTo) == nil { throw ValidationError("--annotate-to \(annotateTo) is not HOST:PORT") }
-  }
-
   func run() async throws {
+    var settings = AVASenderSettings()
+    var pixelFormat = "rgb24"
+    var size: (Int, Int)?
+    var fps: Int?
+    var basic: (user: String, passwordFile: String)?
+    var annotateTo: HostPort?
     let clientSettings = ClientSettings.readOrExit(
       server: server, device: device, source: source, security: security, run: options,
-      defaults: .init(server: nil, device: nil, window: 4, gateway: false))
+      defaults: .init(server: nil, device: nil, window: 4, gateway: false)
+    ) { keys in
+      settings.encoding = keys.value(
+        "encoding", flag: encoding, default: .raw, allowed: "raw, jpg, png or bmp", shown: { $0.rawValue }
+      ) { AVASenderSettings.Encoding(rawValue: $0) }
+      pixelFormat = keys.value(
+        "pixelFormat", flag: self.pixelFormat, default: "rgb24", allowed: "one of \(Self.pixelFormats.joined(separator: ", "))"
+      ) { Self.pixelFormats.contains($0) ? $0 : nil }
+      settings.sharedMemory = keys.bool("sharedMemory", flag: sharedMemory ? true : nil, default: false)
+      let bytes = keys.int("sharedMemoryBytes", flag: sharedMemoryBytes, default: 0, allowed: 0...Int.max)
+      settings.sharedMemoryBytes = bytes > 0 ? bytes : nil
+      settings.extensionConfiguration = keys.string("extensionConfiguration", flag: extensionConfiguration, default: "")!
+      settings.ackTimeout = .milliseconds(Int(1000 * keys.double("ackTimeoutSeconds", flag: ackTimeoutSeconds, default: 5)))
+      let user = keys.string("basicUser", flag: basicUser, default: nil)
+      let passwordFile = keys.string("basicPasswordFile", flag: basicPasswordFile, default: nil)
+      if (user == nil) != (passwordFile == nil) {
+        keys.problem("basicUser", "basic_user (--basic-user) and basic_password_file (--basic-password-file) go together")
+      }
+      if let user, let passwordFile { basic = (user, passwordFile) }
+      annotateTo = keys.value(
+        "annotateTo", flag: self.annotateTo, default: nil as HostPort?, allowed: "HOST:PORT", shown: { $0?.description ?? "~" }
+      ) { HostPort($0) }
+      size = keys.string("size", flag: source.size, default: nil).flatMap(parseSize)
+      fps = Int(keys.string("fps", flag: source.fps.map(String.init), default: nil) ?? "")
+    }
     let logger = clientSettings.run.makeLogger()
-    let encoding = AVASenderSettings.Encoding(rawValue: encoding)!
-    let size = source.size.flatMap(parseSize)
     let (configurations, _) = try clientSettings.configurations(
       pictures: PictureRequest(
-        width: size?.0, height: size?.1, pixelFormat: Self.inputFormat(of: encoding, raw: pixelFormat),
-        maxFrameRate: source.fps.map(Double.init), imageEncoder: Self.imageEncoder(of: encoding)))
+        width: size?.0, height: size?.1, pixelFormat: Self.inputFormat(of: settings.encoding, raw: pixelFormat),
+        maxFrameRate: fps.map(Double.init), imageEncoder: Self.imageEncoder(of: settings.encoding)))
     let configuration = configurations[0]
     let device = configuration.device
-
-    var settings = AVASenderSettings()
-    settings.encoding = encoding
-    settings.sharedMemory = sharedMemory
-    settings.sharedMemoryBytes = sharedMemoryBytes
-    settings.extensionConfiguration = extensionConfiguration
-    settings.ackTimeout = .milliseconds(Int(ackTimeoutSeconds * 1000))
-    if let basicUser, let basicPasswordFile {
+    if let basic {
       let password: String
       do {
-        password = try String(contentsOfFile: basicPasswordFile, encoding: .utf8).trimmingCharacters(in: .newlines)
+        password = try String(contentsOfFile: basic.passwordFile, encoding: .utf8).trimmingCharacters(in: .newlines)
       } catch {
-        throw ValidationError("cannot read --basic-password-file \(basicPasswordFile): \(error.localizedDescription)")
+        throw ValidationError("cannot read --basic-password-file \(basic.passwordFile): \(error.localizedDescription)")
       }
-      settings.authentication = "Basic " + Data("\(basicUser):\(password)".utf8).base64EncodedString()
+      settings.authentication = "Basic " + Data("\(basic.user):\(password)".utf8).base64EncodedString()
     }
-    let sink = annotateTo.map { AnnotationSink(server: HostPort($0)!, security: configuration.security, logger: logger) }
+    let sink = annotateTo.map { AnnotationSink(server: $0, security: configuration.security, logger: logger) }
     let output = StandardOutputLines()
     settings.onInferences = { results in
       output.write(InferenceJSON.line(results))

@@ -15,6 +15,8 @@ struct ClientSettings {
 
   let server: HostPort
   let cameras: [Camera]
+  /// The device was named (rather than defaulted): the minimal protocol then sends it as x-device-id.
+  let deviceGiven: Bool
   let security: ClientSecurity
   let run: RunOptions.Values
   let yaml: String
@@ -31,7 +33,7 @@ struct ClientSettings {
 
   static func read(
     server serverFlag: String?, device deviceFlag: String?, source: SourceOptions, security: SecurityOptions,
-    run: RunOptions, defaults: Defaults
+    run: RunOptions, defaults: Defaults, extra: (Settings) -> Void = { _ in }
   ) throws(SettingsProblems) -> ClientSettings {
     let settings = try Settings(file: run.config)
     let server = settings.value(
@@ -43,9 +45,12 @@ struct ClientSettings {
     let values = run.read(settings, defaultWindow: defaults.window)
 
     var cameras: [Camera] = []
+    var deviceGiven = false
     let records = defaults.gateway ? settings.records("cameras") : []
     if records.isEmpty {
-      let device = settings.string("device", flag: deviceFlag, default: defaults.device)
+      let given = settings.string("device", flag: deviceFlag, default: nil)
+      deviceGiven = given != nil
+      let device = given ?? defaults.device
       let reading = SourceReading(
         text: { key, flag in settings.string(key, flag: flag, default: nil, masked: Self.masking(key)) },
         problem: { key, message in
@@ -83,8 +88,9 @@ struct ClientSettings {
         cameras.append(Camera(device: id, source: spec))
       }
     }
+    extra(settings)
     try settings.finish()
-    return ClientSettings(server: server!, cameras: cameras, security: clientSecurity, run: values, yaml: settings.yaml())
+    return ClientSettings(server: server!, cameras: cameras, deviceGiven: deviceGiven, security: clientSecurity, run: values, yaml: settings.yaml())
   }
 
   /// An RTSP URL is shown without its password.
@@ -120,11 +126,12 @@ extension ClientSettings {
   /// Reads the settings, or prints every problem and exits 2; with --print-config, prints and exits 0.
   static func readOrExit(
     server: String?, device: String?, source: SourceOptions, security: SecurityOptions, run: RunOptions,
-    defaults: Defaults
+    defaults: Defaults, extra: (Settings) -> Void = { _ in }
   ) -> ClientSettings {
     let settings: ClientSettings
     do {
-      settings = try read(server: server, device: device, source: source, security: security, run: run, defaults: defaults)
+      settings = try read(
+        server: server, device: device, source: source, security: security, run: run, defaults: defaults, extra: extra)
     } catch {
       for line in error.lines { FileHandle.standardError.write(Data("relay-client: \(line)\n".utf8)) }
       exit(2)

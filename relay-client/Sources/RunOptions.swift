@@ -1,6 +1,8 @@
 import ArgumentParser
 import Foundation
 import LogOutput
+import Metrics
+import Prometheus
 import Logging
 import RelayClient
 import RelayCore
@@ -34,6 +36,9 @@ struct RunOptions: ParsableArguments {
   @Option(help: "Bound on all cameras' queues together, in bytes: each camera gets at most this divided by the number of cameras.")
   var queueMaxBytesTotal: Int?
 
+  @Option(help: "Serve Prometheus metrics of every camera at GET /metrics on HOST:PORT (port 0 picks one).")
+  var metricsListen: String?
+
   @Option(help: "Log level: trace, debug, info, notice, warning, error, critical (default info).")
   var logLevel: String?
 
@@ -49,6 +54,7 @@ struct RunOptions: ParsableArguments {
     var queueMaxBytesTotal: Int?
     var logLevel = Logger.Level.info
     var logFormat = LogFormat.human
+    var metricsListen: HostPort?
   }
 
   func read(_ settings: Settings, defaultWindow: Int) -> Values {
@@ -66,6 +72,10 @@ struct RunOptions: ParsableArguments {
       "log.level", flag: logLevel, default: Logger.Level.info,
       allowed: "one of trace, debug, info, notice, warning, error, critical"
     ) { Logger.Level(rawValue: $0.lowercased()) }
+    values.metricsListen = settings.value(
+      "metrics.listen", flag: metricsListen, default: nil as HostPort?, allowed: "HOST:PORT (for example 127.0.0.1:9102)",
+      shown: { $0?.description ?? "~" }
+    ) { HostPort($0) }
     values.logFormat = settings.value("log.format", flag: logFormat, default: LogFormat.human, allowed: "human or json") {
       LogFormat(rawValue: $0.lowercased())
     }
@@ -76,6 +86,7 @@ struct RunOptions: ParsableArguments {
 extension RunOptions.Values {
   func makeLogger() -> Logger {
     logFormat.bootstrap()
+    MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: ClientMetricsServer.registry))
     var logger = Logger(label: "relay-client")
     logger.logLevel = logLevel
     return logger
@@ -93,6 +104,7 @@ extension RunOptions.Values {
   /// (which stop the capture and wait briefly for the frames in flight); prints the summary.
   func publish(_ publishers: [Publisher], logger: Logger, alongside others: [any Service] = []) async throws {
     let service = PublishersService(publishers: publishers)
+    let metricsServer = try metricsListen.map { try ClientMetricsServer(address: $0, publishers: publishers).application() }
     if let duration {
       Task {
         try await Task.sleep(for: .milliseconds(Int(duration * 1000)))
@@ -102,7 +114,9 @@ extension RunOptions.Values {
     // The run ending on its own (a file's end, --frames) is the normal way out, not a failure.
     let configuration = ServiceGroupConfiguration(
       // `others` start first and stop last: the publishers' last acks may still hand them work.
-      services: others.map { .init(service: $0, successTerminationBehavior: .gracefullyShutdownGroup) }
+      services: (others + (metricsServer.map { [$0] } ?? [])).map {
+        .init(service: $0, successTerminationBehavior: .gracefullyShutdownGroup)
+      }
         + [.init(service: service, successTerminationBehavior: .gracefullyShutdownGroup)],
       gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
     try await ServiceGroup(configuration: configuration).run()

@@ -16,8 +16,8 @@ struct Simple: AsyncParsableCommand {
   @Option(help: "Sent as x-device-id metadata, so a relay-server stores the frames under this device (the original client sends none).")
   var device: String?
 
-  @Option(help: "The frames' shape, rows x columns: HxW (one channel) or HxWx3; the original's is 480x640.")
-  var shape = "480x640"
+  @Option(help: "The frames' shape, rows x columns: HxW (one channel) or HxWx3 (default 480x640, the original's).")
+  var shape: String?
 
   @Option(help: "The frames' pixel format, gray, bgr24 or rgb24 (default: gray for HxW, bgr24 for HxWx3).")
   var pixelFormat: String?
@@ -30,24 +30,27 @@ struct Simple: AsyncParsableCommand {
 
   @OptionGroup var options: RunOptions
 
-  func validate() throws {
-    if let device { do { _ = try DeviceID(validating: device) } catch { throw ValidationError("--device: \(error)") } }
-    if case .failure(let problem) = PictureShape.parse(shape, pixelFormat: pixelFormat) {
-      throw ValidationError("--shape/--pixel-format: \(problem)")
-    }
-  }
-
   func run() async throws {
+    var shape = PictureShape(height: 480, width: 640, pixelFormat: .gray)
+    var fps: Int?
     let settings = ClientSettings.readOrExit(
       server: server, device: device, source: source, security: security, run: options,
-      defaults: .init(server: "127.0.0.1:50051", device: "simple", window: 32, gateway: false))
+      defaults: .init(server: "127.0.0.1:50051", device: "simple", window: 32, gateway: false)
+    ) { settings in
+      let text = settings.string("shape", flag: self.shape, default: "480x640")!
+      let format = settings.string("pixelFormat", flag: pixelFormat, default: nil)
+      switch PictureShape.parse(text, pixelFormat: format) {
+      case .success(let parsed): shape = parsed
+      case .failure(let problem): settings.problem("shape", "\(problem)")
+      }
+      fps = Int(settings.string("fps", flag: source.fps.map(String.init), default: nil) ?? "")
+    }
     let logger = settings.run.makeLogger()
-    let shape = try PictureShape.parse(shape, pixelFormat: pixelFormat).get()
     let (configurations, _) = try settings.configurations(
       pictures: PictureRequest(
         width: shape.width, height: shape.height, pixelFormat: shape.pixelFormat.rawValue,
-        maxFrameRate: source.fps.map(Double.init)))
+        maxFrameRate: fps.map(Double.init)))
     try await settings.run.publish(
-      [Publisher.simple(configuration: configurations[0], sendsDeviceID: device != nil, logger: logger)], logger: logger)
+      [Publisher.simple(configuration: configurations[0], sendsDeviceID: settings.deviceGiven, logger: logger)], logger: logger)
   }
 }

@@ -3,6 +3,8 @@ import ArgumentParser
 import Foundation
 import LogOutput
 import Logging
+import Metrics
+import Prometheus
 import RelayCore
 import RelayServer
 import Settings
@@ -153,6 +155,8 @@ struct RelayServerCommand: AsyncParsableCommand {
     }
     let configuration = settings.configuration
     settings.logFormat.bootstrap()
+    let prometheus = PrometheusCollectorRegistry()
+    MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: prometheus))
     let logger = {
       var logger = Logger(label: "relay-server")
       logger.logLevel = settings.logLevel
@@ -160,7 +164,7 @@ struct RelayServerCommand: AsyncParsableCommand {
     }()
 
     // SIGTERM and SIGINT shut the parts down gracefully, in reverse start order (RelayServer.run).
-    try await RelayServer(configuration: configuration, logger: logger).run { address in
+    try await RelayServer(configuration: configuration, prometheus: prometheus, logger: logger).run { address in
       // Unbuffered: scripts and tests wait for this line.
       FileHandle.standardOutput.write(Data("relay-server listening on \(address)\n".utf8))
       logger.info("listening", metadata: ["address": "\(address)", "max_frame_bytes": "\(configuration.maxFrameBytes)"])

@@ -32,6 +32,7 @@ struct FrameQueue {
   var inFlightBytes: Int { outbox.inFlightBytes }
   var byteCount: Int { outbox.byteCount }
   var droppedFrames: Int { outbox.droppedFrames }
+  var droppedGOPs: Int { outbox.droppedGOPs }
   var hasCodec: Bool { codecGeneration >= 0 }
   /// The oldest frame sent and not yet acked.
   var oldestInFlight: UInt64? { outbox.inFlightCount > 0 ? outbox.oldest?.sequence : nil }

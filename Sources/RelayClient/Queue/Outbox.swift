@@ -27,6 +27,8 @@ struct Outbox {
   private(set) var byteCount = 0
   private(set) var inFlightBytes = 0
   private(set) var droppedFrames = 0
+  /// Whole GOPs the bound dropped.
+  private(set) var droppedGOPs = 0
   /// After dropping everything, P-frames must wait for the next keyframe.
   private var needsKeyframe = false
 
@@ -122,6 +124,7 @@ struct Outbox {
       dropped += 1
     } while head < entries.count && !entries[head].packet.isKeyframe
     droppedFrames += dropped
+    if dropped > 0 { droppedGOPs += 1 }
     return dropped
   }
 

@@ -2,6 +2,7 @@ import Annotations
 import Foundation
 import GRPCCore
 import Logging
+import Metrics
 import Media
 import RelayCore
 import RelayProtocol
@@ -22,6 +23,9 @@ struct ImageService: Chrys_Cloud_Videostreaming_V1beta1_Image.SimpleServiceProto
   let proxies: Proxies
   let configuration: ServerConfiguration
   let logger: Logger
+  /// VideoLatestImage: how long a request waited for a frame, and how long until its answer was written.
+  private let consumerWait = Metrics.Timer(label: "framerelay_consumer_wait_seconds")
+  private let consumerResponse = Metrics.Timer(label: "framerelay_consumer_response_seconds")
 
   /// Required by SimpleServiceProtocol; the metadata-aware method below is the one gRPC calls.
   func videoLatestImage(
@@ -55,11 +59,14 @@ struct ImageService: Chrys_Cloud_Videostreaming_V1beta1_Image.SimpleServiceProto
     do {
       try await cancelWhenGracefulShutdown {
         for try await frameRequest in request {
+          let arrived = WallClock.monotonicNs()
+          defer { consumerResponse.recordNanoseconds(Int64(WallClock.monotonicNs() - arrived)) }
           let entry = try knownDevice(frameRequest.deviceID)
           let key = ConsumerCursors.Key(
             peer: consumer, device: entry.stream.id, keyframeOnly: frameRequest.keyFrameOnly)
-          guard let frame = await latestFrame(of: entry, after: cursors.cursor(for: key), keyframeOnly: frameRequest.keyFrameOnly)
-          else {
+          let frame = await latestFrame(of: entry, after: cursors.cursor(for: key), keyframeOnly: frameRequest.keyFrameOnly)
+          consumerWait.recordNanoseconds(Int64(WallClock.monotonicNs() - arrived))
+          guard let frame else {
             try await response.write(VideoFrame())  // "no new frame yet": empty, with OK
             continue
           }
@@ -211,7 +218,7 @@ struct ImageService: Chrys_Cloud_Videostreaming_V1beta1_Image.SimpleServiceProto
         id: id ?? UUID().uuidString.lowercased(), device: annotation.deviceName,
         request: try annotation.serializedBytes())
     } catch let error as OutboxError {
-      annotationMetrics.storeFailures.wrappingAdd(1, ordering: .relaxed)
+      annotationMetrics.recordStoreFailure()
       switch error {
       case .full:
         throw RPCError(code: .resourceExhausted, message: "annotation not stored: \(error); free space there")
@@ -220,7 +227,7 @@ struct ImageService: Chrys_Cloud_Videostreaming_V1beta1_Image.SimpleServiceProto
           code: .failedPrecondition, message: "annotation not stored: \(error); make --data-dir writable")
       }
     }
-    annotationMetrics.stored.wrappingAdd(1, ordering: .relaxed)
+    annotationMetrics.recordStored()
     return .with {
       $0.deviceName = annotation.deviceName
       $0.remoteStreamID = annotation.remoteStreamID

@@ -1,16 +1,15 @@
-import RelayCore
+import GRPCCore
+import Metrics
 
 /// Refused calls (gRPC and HTTP), for /metrics.
 public final class AuthMetrics: Sendable {
-  private let counts = Locked((unauthenticated: 0, permissionDenied: 0))
+  private let unauthenticated = Counter(label: "framerelay_auth_failures_total", dimensions: [("reason", "unauthenticated")])
+  private let permissionDenied = Counter(
+    label: "framerelay_auth_failures_total", dimensions: [("reason", "permission_denied")])
 
   public init() {}
 
   func refused(_ code: RPCError.Code) {
-    counts.withLock { code == .unauthenticated ? ($0.unauthenticated += 1) : ($0.permissionDenied += 1) }
+    (code == .unauthenticated ? unauthenticated : permissionDenied).increment()
   }
-
-  var snapshot: (unauthenticated: Int, permissionDenied: Int) { counts.value }
 }
-
-import GRPCCore

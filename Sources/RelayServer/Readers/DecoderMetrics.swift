@@ -1,22 +1,20 @@
-import Synchronization
+import Metrics
 
-/// Counters the live decoders keep; shown in logs now, and the base for Prometheus metrics later.
+/// What the live decoders report through swift-metrics: packets decoded and corrupt, decode time (a
+/// histogram and a running total), and jumps to the live edge.
 final class DecoderMetrics: Sendable {
-  private let decoded = Atomic<Int>(0)
-  private let corrupt = Atomic<Int>(0)
-  private let jumps = Atomic<Int>(0)
-  private let decodeNanoseconds = Atomic<Int>(0)
+  private let decoded = Counter(label: "framerelay_packets_decoded_total")
+  private let corrupt = Counter(label: "framerelay_packets_corrupt_total")
+  private let jumps = Counter(label: "framerelay_decoder_jumps_total")
+  private let decodeSeconds = FloatingPointCounter(label: "framerelay_decode_seconds_total")
+  private let decodeTime = Timer(label: "framerelay_decode_duration_seconds")
 
   func recordDecode(nanoseconds: UInt64, corrupt isCorrupt: Bool) {
-    decoded.add(1, ordering: .relaxed)
-    decodeNanoseconds.add(Int(nanoseconds), ordering: .relaxed)
-    if isCorrupt { corrupt.add(1, ordering: .relaxed) }
+    decoded.increment()
+    decodeSeconds.increment(by: Double(nanoseconds) / 1e9)
+    decodeTime.recordNanoseconds(Int64(nanoseconds))
+    if isCorrupt { corrupt.increment() }
   }
 
-  func recordJump() { jumps.add(1, ordering: .relaxed) }
-
-  var packetsDecoded: Int { decoded.load(ordering: .relaxed) }
-  var packetsCorrupt: Int { corrupt.load(ordering: .relaxed) }
-  var jumpsToLive: Int { jumps.load(ordering: .relaxed) }
-  var decodeSeconds: Double { Double(decodeNanoseconds.load(ordering: .relaxed)) / 1e9 }
+  func recordJump() { jumps.increment() }
 }

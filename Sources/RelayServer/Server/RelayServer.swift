@@ -5,6 +5,7 @@ import GRPCNIOTransportHTTP2
 import Logging
 import RelayCore
 import NIOPosix
+import Prometheus
 import ServiceLifecycle
 
 /// relay-server's parts, wired once here. `services` lists them in start order; a ServiceGroup starts
@@ -14,10 +15,14 @@ import ServiceLifecycle
 /// what it was handed and closes.
 public struct RelayServer: Sendable {
   public let configuration: ServerConfiguration
+  private let prometheus: PrometheusCollectorRegistry
   private let logger: Logger
 
-  public init(configuration: ServerConfiguration, logger: Logger) {
+  /// `prometheus` is the registry behind the swift-metrics backend the program bootstrapped; /metrics
+  /// shows it.
+  public init(configuration: ServerConfiguration, prometheus: PrometheusCollectorRegistry, logger: Logger) {
     self.configuration = configuration
+    self.prometheus = prometheus
     self.logger = logger
   }
 
@@ -77,10 +82,10 @@ public struct RelayServer: Sendable {
     parts.append(("rtmp-passthroughs", ProxiesService(proxies: proxies)))
     parts.append(("live-decoders", LiveDecodersService(registry: registry)))
     if let metrics = configuration.metricsListen {
-      let text = MetricsText(
-        registry: registry, decoders: decoderMetrics, outbox: outbox, annotations: annotationMetrics,
+      let scrape = MetricsScrape(
+        prometheus: prometheus, registry: registry, cursors: cursors, outbox: outbox,
         upstreamConfigured: forwarder != nil, recordings: recordings, proxies: proxies,
-        auth: security.metrics, insecure: configuration.insecure)
+        insecure: configuration.insecure)
       let http = HTTPSide(
         address: metrics, tls: try security.httpTLSConfiguration(),
         authorization: HTTPAuthorization(authenticator: security.authenticator, gate: security.refusals),
@@ -89,7 +94,7 @@ public struct RelayServer: Sendable {
           registry: registry, cursors: cursors, recordings: recordings, proxies: proxies, outbox: outbox,
           annotations: annotationMetrics, upstream: forwarder.map { "\($0.upstreamDescription)" }),
         coldStartWait: configuration.coldStartWait,
-        renderMetrics: { (try? await NIOThreadPool.singleton.runIfActive { text.render() }) ?? "" },
+        renderMetrics: { await scrape.render() },
         logger: logger)
       parts.append(("http", try http.application(onListening: onMetricsListening)))
     }

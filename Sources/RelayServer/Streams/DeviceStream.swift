@@ -1,4 +1,5 @@
 import Foundation
+import Metrics
 import RelayCore
 import Synchronization
 
@@ -59,14 +60,32 @@ final class DeviceStream: Sendable {
     var counters = Counters()
   }
 
+  /// The same counts as swift-metrics counters, for /metrics.
+  private struct Metrics: Sendable {
+    let framesStored: Counter
+    let bytesStored: Counter
+    let framesLost: Counter
+    let sessions: Counter
+
+    init(_ id: DeviceID) {
+      let device = [("device", id.rawValue)]
+      framesStored = Counter(label: "framerelay_frames_stored_total", dimensions: device)
+      bytesStored = Counter(label: "framerelay_bytes_stored_total", dimensions: device)
+      framesLost = Counter(label: "framerelay_frames_lost_total", dimensions: device)
+      sessions = Counter(label: "framerelay_sessions_total", dimensions: device)
+    }
+  }
+
   let id: DeviceID
   let frames = LatestFrames()
+  private let metrics: Metrics
   private let state: Mutex<State>
   /// Wakes the subscriptions when packets arrive or one of them is cancelled.
   private let arrivals = NSCondition()
 
   init(id: DeviceID, ringLimits: PacketRing.Limits) {
     self.id = id
+    self.metrics = Metrics(id)
     self.state = Mutex(State(ring: PacketRing(limits: ringLimits)))
   }
 
@@ -80,6 +99,7 @@ final class DeviceStream: Sendable {
       state.status.connected = true
       state.counters.sessions += 1
     }
+    metrics.sessions.increment()
   }
 
   func publisherDisconnected(error: String?) {
@@ -107,13 +127,14 @@ final class DeviceStream: Sendable {
       state.counters.framesLost += frames
       state.counters.lastSequence = lastSequence
     }
+    metrics.framesLost.increment(by: frames)
   }
 
   /// Stores one packet in the ring (in the codec of the last `publisherConnected`) and
   /// wakes the readers. Returns once it is in the ring: the moment an ingest may acknowledge it.
   func append(_ arrival: Arrival) {
-    state.withLock { state in
-      guard let codec = state.codec else { return }
+    let stored = state.withLock { state -> Bool in
+      guard let codec = state.codec else { return false }
       state.ring.append(
         StoredPacket(
           index: state.nextIndex, sequence: arrival.sequence, data: arrival.data, pts: arrival.pts,
@@ -123,7 +144,11 @@ final class DeviceStream: Sendable {
       state.counters.framesStored += 1
       state.counters.bytesStored += arrival.data.count
       state.counters.lastSequence = arrival.sequence
+      return true
     }
+    guard stored else { return }
+    metrics.framesStored.increment()
+    metrics.bytesStored.increment(by: arrival.data.count)
     wakeReaders()
   }
 

@@ -88,12 +88,14 @@ struct AVAIngestService: AVAExtension.SimpleServiceProtocol {
     var ourSequence: UInt64 = 1
     var timeline = AVATimeline(timescale: descriptor.mediaDescriptor.timescale)
     var samples: UInt64 = 0
+    let metrics = IngestMetrics(protocol: "ava", device: stream.id)
     do {
       while let message = try await iterator.next() {
         switch message.payload {
         case .mediaStreamDescriptor?:
           throw AVAIngestError.secondDescriptor
         case .mediaSample(let sample)?:
+          let arrived = metrics.received()
           let content = try contentOf(sample, sharedMemory: sharedMemory)
           try layout.check(content)
           if samples == 0 && layout.rawBytes == nil {
@@ -113,6 +115,7 @@ struct AVAIngestService: AVAExtension.SimpleServiceProtocol {
             $0.ackSequenceNumber = message.sequenceNumber
             $0.mediaSample = .with { $0.timestamp = sample.timestamp }
           })
+          metrics.acked(since: arrived)
         case nil:
           continue  // an ack of ours (senders may ack our descriptor, some with 0)
         }

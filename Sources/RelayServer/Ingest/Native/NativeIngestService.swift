@@ -58,10 +58,12 @@ struct NativeIngestService: Framerelay_V1_FrameRelay.SimpleServiceProtocol {
 
     var endError: String? = nil
     defer { if slot.isCurrent(token) { stream.publisherDisconnected(error: endError) } }
+    let metrics = IngestMetrics(protocol: "native", device: stream.id)
     do {
       while let message = try await messages.next() {
         switch message.message {
         case .frame(let frame):
+          let arrived = metrics.received()
           guard frame.data.count <= configuration.maxFrameBytes else {
             throw IngestError.frameTooLarge(size: frame.data.count, limit: configuration.maxFrameBytes)
           }
@@ -69,6 +71,7 @@ struct NativeIngestService: Framerelay_V1_FrameRelay.SimpleServiceProtocol {
             sequence: frame.sequence, data: frame.data, pts: frame.pts, dts: frame.dts, isKeyframe: frame.keyframe,
             captureTimeMs: frame.captureTimeMs, token: token)
           try await response.write(.with { $0.message = .ack(.with { $0.sequence = frame.sequence }) })
+          metrics.acked(since: arrived)
         case .framesDropped(let dropped):
           try slot.declareDropped(first: dropped.first, last: dropped.last, token: token)
           log.warning("client dropped frames \(dropped.first)...\(dropped.last) (its queue bound was reached)")

@@ -74,7 +74,9 @@ struct SimpleIngestService: video.SimpleServiceProtocol {
     var sequence: UInt64 = 0
     var endError: String?
     defer { stream.publisherDisconnected(error: endError) }
+    let metrics = IngestMetrics(protocol: "simple", device: stream.id)
     for try await frame in frames {
+      let arrived = metrics.received()
       sequence += 1
       guard frame.img.count == shape.frameBytes else {
         let message = """
@@ -90,6 +92,7 @@ struct SimpleIngestService: video.SimpleServiceProtocol {
       stream.append(
         .init(sequence: sequence, data: frame.img, pts: now, dts: now, isKeyframe: true, timestampMs: now))
       try await writer.write(.with { $0.reply = Int32(truncatingIfNeeded: sequence) })
+      metrics.acked(since: arrived)
     }
   }
 }

@@ -1,3 +1,4 @@
+import Metrics
 import RelayCore
 import Synchronization
 
@@ -14,6 +15,18 @@ final class ProxyMetrics: Sendable {
 
   func update(_ device: DeviceID, _ change: (inout Figures) -> Void) {
     figures.withLock { change(&$0[device, default: Figures()]) }
+  }
+
+  private let counters = DeviceCounters(["framerelay_proxy_packets_total", "framerelay_proxy_reconnects_total"])
+
+  func packetSent(_ device: DeviceID) {
+    update(device) { $0.packets += 1 }
+    counters.of(device)[0].increment()
+  }
+
+  func connectionFailed(_ device: DeviceID) {
+    update(device) { $0.connected = false; $0.reconnects += 1 }
+    counters.of(device)[1].increment()
   }
 
   var all: [DeviceID: Figures] { figures.withLock { $0 } }

@@ -49,7 +49,7 @@ final class RTMPProxy: Sendable {
       } catch {
         guard !interrupt.isSet else { break }
         failures += 1
-        metrics.update(device.id) { $0.connected = false; $0.reconnects += 1 }
+        metrics.connectionFailed(device.id)
         let delay = backoff.delay(attempt: failures - 1)
         logger.warning(
           "RTMP passthrough of \(device.id) to \(url): \(error); reconnecting in \(String(format: "%.1f", delay))s")
@@ -88,7 +88,7 @@ final class RTMPProxy: Sendable {
         }
         let (pts, dts) = timeline!.stamps(for: packet)
         try muxer!.write(packet.data, pts: pts, dts: dts, isKeyframe: packet.isKeyframe)
-        metrics.update(device.id) { $0.packets += 1 }
+        metrics.packetSent(device.id)
       }}
     }
   }

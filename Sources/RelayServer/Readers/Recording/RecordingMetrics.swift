@@ -1,3 +1,4 @@
+import Metrics
 import RelayCore
 import Synchronization
 
@@ -11,7 +12,16 @@ final class RecordingMetrics: Sendable {
   private let counts = Mutex<[DeviceID: Counts]>([:])
   let bytesOnDisk = Atomic<Int>(0)
 
-  func frameRecorded(_ device: DeviceID) { counts.withLock { $0[device, default: Counts()].frames += 1 } }
-  func failed(_ device: DeviceID) { counts.withLock { $0[device, default: Counts()].errors += 1 } }
+  private let counters = DeviceCounters(["framerelay_recording_frames_total", "framerelay_recording_errors_total"])
+
+  func frameRecorded(_ device: DeviceID) {
+    counts.withLock { $0[device, default: Counts()].frames += 1 }
+    counters.of(device)[0].increment()
+  }
+
+  func failed(_ device: DeviceID) {
+    counts.withLock { $0[device, default: Counts()].errors += 1 }
+    counters.of(device)[1].increment()
+  }
   func counts(_ device: DeviceID) -> Counts { counts.withLock { $0[device] ?? Counts() } }
 }
