@@ -8,15 +8,6 @@ import RelayCore
 /// queue (bounded), and each new stream resumes where the server says it is. Reconnects, back-off and
 /// the watchdog live here, once, whatever the wire protocol.
 public final class Publisher: Sendable {
-  private struct StreamStalled: Error, CustomStringConvertible {
-    let description: String
-  }
-
-  /// The network healed while the attempt's own connection still hangs: reconnect at once.
-  private struct ConnectionHung: Error, CustomStringConvertible {
-    var description: String { "the network is back but this connection hung; reconnecting at once" }
-  }
-
   public let configuration: PublisherConfiguration
   private let logger: Logger
   private let capture: Capture
@@ -53,7 +44,9 @@ public final class Publisher: Sendable {
       spec: configuration.source, pictures: configuration.pictures, maxFrames: configuration.maxFrames,
       backoff: configuration.cameraBackoff, logger: logger)
     self.state = PublishState(
-      queue: FrameQueue(limits: .init(maxBytes: configuration.queueMaxBytes, maxSeconds: configuration.queueMaxSeconds)),
+      queue: FrameQueue(
+        limits: .init(maxBytes: configuration.queueMaxBytes, maxSeconds: configuration.queueMaxSeconds),
+        retainsGOP: sender.resumesSessions),
       metrics: CameraMetrics(device: configuration.device))
   }
 
@@ -204,7 +197,7 @@ public final class Publisher: Sendable {
         let reason = await ConnectionDiagnosis.reason(error, server: configuration.server, security: configuration.security)
         logger.error(
           "cannot reach relay-server at \(configuration.server): \(reason); retrying in \(String(format: "%.1f", delay))s")
-        try await waitBeforeReconnecting(seconds: delay)
+        try await waitBeforeReconnecting(seconds: delay, unreachable: AttemptFailure.isUnreachable(error))
       }
     }
   }
@@ -284,18 +277,17 @@ public final class Publisher: Sendable {
   /// (their acks may never have reached us), the rest is sent again.
   static func resumed(after resumeAfter: UInt64, state: PublishState, server: HostPort, logger: Logger) {
     let (acked, resending, reconnectMs) = state.withLock { values -> (Int, Int, Int?) in
-      let before = values.queue.byteCount
       let acked = values.queue.restart(after: resumeAfter)
-      values.stats.framesAcked += acked
-      values.stats.bytesAcked += before - values.queue.byteCount
+      values.stats.framesAcked += acked.frames
+      values.stats.bytesAcked += acked.bytes
       values.stats.framesDropped = values.queue.droppedFrames
       values.failures = 0
       defer { values.failedAtNs = nil }
-      guard let failedAt = values.failedAtNs else { return (acked, values.queue.count, nil) }
+      guard let failedAt = values.failedAtNs else { return (acked.frames, values.queue.count, nil) }
       let ms = Int((WallClock.monotonicNs() - failedAt) / 1_000_000)
       values.stats.reconnects += 1
       values.stats.reconnectMs.append(ms)
-      return (acked, values.queue.count, ms)
+      return (acked.frames, values.queue.count, ms)
     }
     state.metrics.acked.increment(by: acked)
     if let reconnectMs {
@@ -306,18 +298,19 @@ public final class Publisher: Sendable {
   }
 
   /// The server acknowledged everything up to `sequence`.
-  static func acknowledged(upTo sequence: UInt64, at now: UInt64, state: PublishState) {
-    let sent = state.withLock { values -> [UInt64] in
-      let before = values.queue.byteCount
-      let sent = values.queue.acknowledge(upTo: sequence)
-      values.stats.framesAcked += sent.count
-      values.stats.bytesAcked += before - values.queue.byteCount
+  @discardableResult
+  static func acknowledged(upTo sequence: UInt64, at now: UInt64, state: PublishState) -> Outbox.Acknowledged {
+    let acked = state.withLock { values -> Outbox.Acknowledged in
+      let acked = values.queue.acknowledge(upTo: sequence)
+      values.stats.framesAcked += acked.frames
+      values.stats.bytesAcked += acked.bytes
       values.lastProgressNs = now
-      for sentAt in sent { values.stats.roundTrips.record(Double(now &- sentAt) / 1e6) }
-      return sent
+      for sentAt in acked.sentTimes { values.stats.roundTrips.record(Double(now &- sentAt) / 1e6) }
+      return acked
     }
-    state.metrics.acked.increment(by: sent.count)
-    for sentAt in sent { state.metrics.ackRoundTrip.recordNanoseconds(Int64(now &- sentAt)) }
+    state.metrics.acked.increment(by: acked.frames)
+    for sentAt in acked.sentTimes { state.metrics.ackRoundTrip.recordNanoseconds(Int64(now &- sentAt)) }
+    return acked
   }
 
   // MARK: Timing
@@ -332,12 +325,12 @@ public final class Publisher: Sendable {
 
   /// The back-off between attempts; a finished run (stop, drain deadline) ends it at once, and so does
   /// the network healing (a probe that failed answers again).
-  private func waitBeforeReconnecting(seconds: Double) async throws {
+  private func waitBeforeReconnecting(seconds: Double, unreachable: Bool) async throws {
     guard seconds > 0 else { return }
     try await withThrowingTaskGroup(of: Void.self) { group in
       group.addTask { try await Task.sleep(for: .milliseconds(Int(seconds * 1000))) }
       group.addTask { try await self.state.waitUntil { $0.isFinished } }
-      group.addTask { try await ServerProbe(server: self.configuration.server).waitForHeal() }
+      group.addTask { try await ServerProbe(server: self.configuration.server).waitForHeal(afterFailure: unreachable) }
       try await group.next()
       group.cancelAll()
     }

@@ -21,7 +21,7 @@ public final class PublishersService: Service {
   }
 
   public func run() async throws {
-    try await withGracefulShutdownHandler {
+    await withGracefulShutdownHandler {
       await withDiscardingTaskGroup { group in
         if publishers.count > 1 {
           group.addTask { await GatewayStatus(publishers: self.publishers).run() }

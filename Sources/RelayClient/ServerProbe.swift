@@ -13,8 +13,10 @@ struct ServerProbe {
   var interval: Duration = .milliseconds(250)
 
   /// Returns once a probe succeeds after at least one failed; never when the server answers all along.
-  func waitForHeal() async throws {
-    var sawFailure = false
+  /// `afterFailure`: the caller saw the server unreachable itself (its connect failed or hung), so the
+  /// first probe that answers already means the network healed.
+  func waitForHeal(afterFailure: Bool = false) async throws {
+    var sawFailure = afterFailure
     while true {
       let answered = await answers()
       if answered && sawFailure { return }

@@ -52,3 +52,26 @@ def test_server_and_client_metrics_agree_with_the_summary(start_server, processe
     assert series(text, "framerelay_frames_lost_total", device="m-1") == 0
     assert series(text, "process_resident_memory_bytes") > 10_000_000
     assert re.search(r"^# TYPE framerelay_ack_latency_seconds histogram$", text, re.M)
+
+
+def test_frame_times_are_not_in_the_servers_future(start_server, processes, consumer):
+    """The client re-measures the clock offset from every ack and keeps the sample with the smallest round
+    trip, so a slow first exchange cannot push frame times ahead of the server's clock."""
+    server = start_server("--metrics-listen", "127.0.0.1:0")
+    processes("relay-client", [support.RELAY_CLIENT, "publish", "--server", server.address, "--device", "clock-1",
+                               "--size", "160x120", "--fps", "30"])
+    stub = consumer(server.address)
+    support.wait_for_frame(stub, "clock-1", timeout=15)
+    time.sleep(2)  # acks have given their samples
+    ahead = []
+    deadline = time.monotonic() + 3
+    while time.monotonic() < deadline:
+        frame = support.latest_image(stub, "clock-1")
+        now = stub.SystemTime(support.image_pb.SystemTimeRequest(), timeout=5).current_time
+        if frame.timestamp:
+            ahead.append(frame.timestamp - now)
+    device = json.loads(urllib.request.urlopen(f"http://{server.metrics_address}/api/devices/clock-1", timeout=5).read())
+    best_rtt = device["ack_round_trip_ms"]
+    assert ahead, "no frames"
+    assert best_rtt <= 5, f"the best round trip on loopback is a few ms at most, got {best_rtt}"
+    assert max(ahead) <= best_rtt / 2 + 1, f"a frame {max(ahead)} ms in the server's future (best round trip {best_rtt} ms)"

@@ -165,14 +165,16 @@ def test_the_page_in_headless_chromium(relay, consumer):
                 assert time.monotonic() < deadline, f"{device}'s preview stayed blank (spread {value})"
                 time.sleep(0.25)
 
-        # A counter moves within 3 s.
-        counter = (By.CSS_SELECTOR, 'article[data-device="web-pattern"] dd[data-field="frames-stored"]')
-        first = int(browser.find_element(*counter).text)
+        # A counter moves within 3 s. Read in the page itself: it redraws its figures every second, so a
+        # reference to an element would go stale.
+        counter = """return document.querySelector(
+            'article[data-device="web-pattern"] dd[data-field="frames-stored"]').textContent"""
+        first = int(browser.execute_script(counter))
         deadline = time.monotonic() + 3
-        while int(browser.find_element(*counter).text) == first:
+        while int(browser.execute_script(counter)) == first:
             assert time.monotonic() < deadline, f"frames stored stayed at {first} for 3 s"
             time.sleep(0.1)
-        assert "depth 0" in browser.find_element(By.ID, "outbox-figures").text
+        assert "depth 0" in browser.execute_script('return document.getElementById("outbox-figures").textContent')
         SCREENSHOT.parent.mkdir(exist_ok=True)
         browser.save_screenshot(str(SCREENSHOT))
     finally:

@@ -13,16 +13,20 @@ private func packet(_ n: Int, bytes: Int = 100) -> EncodedPacket {
     data: Data(count: bytes), pts: Int64(n), dts: Int64(n), isKeyframe: (n - 1) % 5 == 0, captureTimeMs: Int64(n) * 33)
 }
 
-private func queue(maxBytes: Int = 1 << 20, frames: Int) -> FrameQueue {
-  var queue = FrameQueue(limits: .init(maxBytes: maxBytes, maxSeconds: 60))
+private func queue(maxBytes: Int = 1 << 20, frames: Int, retainsGOP: Bool = false) -> FrameQueue {
+  var queue = FrameQueue(limits: .init(maxBytes: maxBytes, maxSeconds: 60), retainsGOP: retainsGOP)
   queue.sourceOpened(h264)
   for n in 1...frames { queue.capture(packet(n)) }
   return queue
 }
 
-/// Everything the queue lets a stream of `generation` send now: (sequence, declared gap) pairs.
+/// Everything the queue lets a stream of `generation` send now: (sequence, gap declared dropped) pairs.
 private func sendAll(_ queue: inout FrameQueue, generation: Int = 0, window: Int = 100) -> [(UInt64, ClosedRange<UInt64>?)] {
-  var sent: [(UInt64, ClosedRange<UInt64>?)] = []
+  sendAllWithGaps(&queue, generation: generation, window: window).map { ($0.0, $0.1?.dropped) }
+}
+
+private func sendAllWithGaps(_ queue: inout FrameQueue, generation: Int = 0, window: Int = 100) -> [(UInt64, FrameQueue.Gap?)] {
+  var sent: [(UInt64, FrameQueue.Gap?)] = []
   while case .frame(let entry, let gap) = queue.next(generation: generation, window: window, maxInFlightBytes: 1 << 30, now: 1) {
     sent.append((entry.sequence, gap))
   }
@@ -37,7 +41,7 @@ private func sendAll(_ queue: inout FrameQueue, generation: Int = 0, window: Int
     _ = queue.acknowledge(upTo: 3)
     // The stream broke; the server says it holds up to 5 (acks for 4 and 5 were lost on the way).
     let acked = queue.restart(after: 5)
-    #expect(acked == 2)
+    #expect(acked.frames == 2)
     let resent = sendAll(&queue)
     #expect(resent.map(\.0) == [6, 7, 8])
     #expect(resent.allSatisfy { $0.1 == nil }, "no gap to declare: the server holds 5")
@@ -49,10 +53,61 @@ private func sendAll(_ queue: inout FrameQueue, generation: Int = 0, window: Int
     _ = sendAll(&queue)
     _ = queue.acknowledge(upTo: 3)  // 4...8 remain; 6 is the next keyframe
     _ = queue.restart(after: 0)  // a new server holds nothing
-    let sent = sendAll(&queue)
+    let sent = sendAllWithGaps(&queue)
     #expect(sent.first?.0 == 6)
-    #expect(sent.first?.1 == 1...5, "the first frame declares everything before it")
+    #expect(
+      sent.first?.1 == FrameQueue.Gap(storedElsewhere: 1...3, dropped: 4...5),
+      "the first frame declares everything before it: 1...3 the old server stored, 4 and 5 are dropped")
     #expect(queue.droppedFrames == 2, "4 and 5 cannot be decoded without 1")
+  }
+
+  @Test func aNewServerGetsTheCurrentGOPAgainAndNothingIsDropped() {
+    var queue = queue(frames: 8, retainsGOP: true)
+    _ = queue.restart(after: 0)
+    _ = sendAll(&queue)
+    _ = queue.acknowledge(upTo: 8)  // 6 (a keyframe), 7 and 8 are kept
+    #expect(queue.isEmpty && queue.outbox.retainedCount == 3)
+    for n in 9...10 { queue.capture(packet(n)) }
+    _ = sendAll(&queue)  // 9 and 10 in flight when the server dies
+    _ = queue.restart(after: 0)  // a new server holds nothing
+    let sent = sendAllWithGaps(&queue)
+    #expect(sent.map(\.0) == [6, 7, 8, 9, 10], "the GOP again from its keyframe, then what was in flight")
+    #expect(sent.first?.1 == FrameQueue.Gap(storedElsewhere: 1...5, dropped: nil))
+    #expect(sent.dropFirst().allSatisfy { $0.1 == nil })
+    #expect(queue.droppedFrames == 0)
+  }
+
+  @Test func theSameServerResumesAfterItsPointAndKeptFramesStayAcknowledged() {
+    var queue = queue(frames: 8, retainsGOP: true)
+    _ = queue.restart(after: 0)
+    _ = sendAll(&queue)
+    _ = queue.acknowledge(upTo: 7)
+    #expect(queue.restart(after: 8).frames == 1, "8's ack was lost: the resume point acknowledges it")
+    #expect(sendAll(&queue).isEmpty, "nothing to resend")
+    #expect(queue.isEmpty && queue.droppedFrames == 0)
+  }
+
+  @Test func keptFramesGiveWayToTheBoundFirstAndAreNotCountedDropped() {
+    var queue = queue(maxBytes: 1_000, frames: 5, retainsGOP: true)
+    _ = queue.restart(after: 0)
+    _ = sendAll(&queue)
+    _ = queue.acknowledge(upTo: 5)  // 1...5 kept (one GOP)
+    for n in 6...10 { #expect(queue.capture(packet(n)) == 0) }
+    #expect(queue.outbox.retainedCount == 5, "the kept GOP and the new one fit: 1000 bytes")
+    #expect(queue.capture(packet(11)) == 0, "the bound releases the kept frames first")
+    #expect(queue.outbox.retainedCount == 0 && queue.droppedFrames == 0 && queue.count == 6)
+  }
+
+  @Test func aNewServerAfterBoundDropsDeclaresBothKinds() {
+    var queue = queue(maxBytes: 1_000, frames: 5)
+    _ = queue.restart(after: 0)
+    _ = sendAll(&queue)
+    _ = queue.acknowledge(upTo: 5)
+    for n in 6...20 { queue.capture(packet(n)) }  // 6...10 dropped by the bound while the server was away
+    _ = queue.restart(after: 0)
+    let sent = sendAllWithGaps(&queue)
+    #expect(sent.first?.0 == 11)
+    #expect(sent.first?.1 == FrameQueue.Gap(storedElsewhere: 1...5, dropped: 6...10))
   }
 
   @Test func theBoundDropsWholeGOPsAndTheStreamDeclaresThem() {

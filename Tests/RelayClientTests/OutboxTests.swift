@@ -48,7 +48,7 @@ private func entry(_ sequence: UInt64, gop: UInt64 = 5, bytes: Int = 100) -> Out
     for now in UInt64(1)...4 { _ = outbox.takeNextUnsent(now: now * 1000) }
     #expect(outbox.inFlightCount == 4)
     #expect(outbox.inFlightBytes == 400)
-    #expect(outbox.acknowledge(upTo: 3) == [1000, 2000, 3000])
+    #expect(outbox.acknowledge(upTo: 3).sentTimes == [1000, 2000, 3000])
     #expect(outbox.inFlightCount == 1)
     #expect(outbox.nextUnsent?.sequence == 5)
   }
@@ -58,7 +58,7 @@ private func entry(_ sequence: UInt64, gop: UInt64 = 5, bytes: Int = 100) -> Out
     for sequence in UInt64(1)...12 { outbox.append(entry(sequence)) }
     for _ in 0..<8 { _ = outbox.takeNextUnsent(now: 0) }
     // The server stored up to 6 (acks for 5 and 6 were lost with the connection).
-    #expect(outbox.restart(after: 6) == 6, "the resume point acknowledges 1...6")
+    #expect(outbox.restart(after: 6).frames == 6, "the resume point acknowledges 1...6")
     #expect(outbox.inFlightCount == 0)
     #expect(outbox.nextUnsent?.sequence == 7, "7 follows 6 without a gap, so a P-frame may come first")
     #expect(outbox.droppedFrames == 0)
@@ -84,5 +84,38 @@ private func entry(_ sequence: UInt64, gop: UInt64 = 5, bytes: Int = 100) -> Out
     #expect(outbox.isEmpty)
     outbox.append(entry(6))  // keyframe
     #expect(outbox.oldest?.sequence == 6)
+  }
+}
+
+@Suite struct OutboxRetentionTests {
+  @Test func keepsTheCurrentGOPFromItsKeyframeOnly() {
+    var outbox = Outbox(limits: .init(maxBytes: 1 << 20, maxSeconds: 60), retainsGOP: true)
+    for sequence in UInt64(1)...12 { outbox.append(entry(sequence)) }
+    for _ in 0..<12 { _ = outbox.takeNextUnsent(now: 0) }
+    _ = outbox.acknowledge(upTo: 9)
+    #expect(outbox.retainedCount == 4, "6...9: the GOP of keyframe 6")
+    #expect(outbox.count == 3 && outbox.inFlightCount == 3, "10...12 still wait for their acks")
+    _ = outbox.acknowledge(upTo: 12)
+    #expect(outbox.retainedCount == 2, "11 is the newest keyframe: 11 and 12 are kept")
+    #expect(outbox.isEmpty && outbox.byteCount == 200)
+  }
+
+  @Test func keptFramesOfferedAgainAreNotCountedTwice() {
+    var outbox = Outbox(limits: .init(maxBytes: 1 << 20, maxSeconds: 60), retainsGOP: true)
+    for sequence in UInt64(1)...8 { outbox.append(entry(sequence)) }
+    for _ in 0..<8 { _ = outbox.takeNextUnsent(now: 0) }
+    #expect(outbox.acknowledge(upTo: 8).frames == 8)
+    #expect(outbox.restart(after: 0).frames == 0, "a new server: 6...8 are offered again")
+    #expect(outbox.nextUnsent?.sequence == 6 && outbox.count == 3)
+    for _ in 0..<3 { _ = outbox.takeNextUnsent(now: 0) }
+    let again = outbox.acknowledge(upTo: 8)
+    #expect(again.frames == 0 && again.bytes == 0 && again.sentTimes.isEmpty, "acknowledged before: not counted again")
+  }
+
+  @Test func withoutRetentionAcknowledgedFramesGo() {
+    var outbox = Outbox(limits: .init(maxBytes: 1 << 20, maxSeconds: 60))
+    for sequence in UInt64(1)...12 { outbox.append(entry(sequence)) }
+    _ = outbox.acknowledge(upTo: 9)
+    #expect(outbox.retainedCount == 0 && outbox.byteCount == 300)
   }
 }

@@ -76,3 +76,19 @@ import Testing
     #expect(!HostPort("0.0.0.0:1")!.isLoopback)
   }
 }
+
+@Suite struct ClockEstimatorTests {
+  @Test func keepsTheSampleWithTheSmallestRoundTrip() {
+    var clock = ClockEstimator()
+    #expect(clock.offer(ClockOffset(offsetMs: 9, roundTripMs: 6)) != nil, "the first sample is the best so far")
+    #expect(clock.offer(ClockOffset(offsetMs: 30, roundTripMs: 40)) == nil, "a slower sample says less")
+    #expect(clock.offer(ClockOffset(offsetMs: 4, roundTripMs: 6)) == nil, "an equal round trip is no better")
+    #expect(clock.offer(ClockOffset(offsetMs: 2, roundTripMs: 1)) == ClockOffset(offsetMs: 2, roundTripMs: 1))
+    #expect(clock.best == ClockOffset(offsetMs: 2, roundTripMs: 1))
+  }
+
+  @Test func aSampleIsTheMidpointOfItsRoundTrip() {
+    let sample = ClockOffset(sentAtMs: 1_000, serverTimeMs: 5_003, receivedAtMs: 1_006)
+    #expect(sample == ClockOffset(offsetMs: 4_000, roundTripMs: 6))
+  }
+}

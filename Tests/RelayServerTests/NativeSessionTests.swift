@@ -57,9 +57,9 @@ private func store(_ slot: NativeSessionSlot, _ sequence: UInt64, token: UInt64)
     let (token, _) = slot.begin(sessionID: "s1")
     try store(slot, 1, token: token)
     #expect(throws: IngestError.badDropRange(first: 3, last: 5, expected: 2)) {
-      try slot.declareDropped(first: 3, last: 5, token: token)
+      try slot.declareDropped(first: 3, last: 5, storedElsewhere: false, token: token)
     }
-    try slot.declareDropped(first: 2, last: 5, token: token)
+    try slot.declareDropped(first: 2, last: 5, storedElsewhere: false, token: token)
     try slot.store(sequence: 6, data: Data(count: 1), pts: 6, dts: 6, isKeyframe: true, captureTimeMs: 0, token: token)
     #expect(slot.stream.counters.framesLost == 4)
     #expect(slot.stream.packets(after: 0).last?.followsGap == true)

@@ -145,7 +145,7 @@ struct RelayServerCommand: AsyncParsableCommand {
     let settings: ServerSettings
     do {
       settings = try ServerSettings.read(self)
-    } catch let problems as SettingsProblems {
+    } catch let problems {
       for line in problems.lines { FileHandle.standardError.write(Data("relay-server: \(line)\n".utf8)) }
       throw ExitCode(2)
     }

@@ -7,9 +7,17 @@ import RelayCore
 /// nothing until a new stream with a new hello. Every sender protocol drives the same queue.
 struct FrameQueue {
   /// What a stream of one codec generation should do next.
+  /// Frames right before a frame that this stream's server will never get, to declare first.
+  struct Gap: Equatable {
+    /// Acknowledged by an earlier server of this run (one that is gone): stored, just not here.
+    var storedElsewhere: ClosedRange<UInt64>?
+    /// Dropped by the queue bound.
+    var dropped: ClosedRange<UInt64>?
+  }
+
   enum Next {
-    /// Send this frame. `gapBefore`: frames the bound dropped right before it, to declare first.
-    case frame(Outbox.Entry, gapBefore: ClosedRange<UInt64>?)
+    /// Send this frame, after declaring `gapBefore`.
+    case frame(Outbox.Entry, gapBefore: Gap?)
     /// The next frame belongs to another codec: let this stream's frames be acked, then start anew.
     case codecChanged
     /// Nothing to send now (all sent, or the window or the byte bound is full).
@@ -23,8 +31,11 @@ struct FrameQueue {
   private(set) var codecGeneration = -1
   /// The highest sequence the current stream sent or the server holds.
   private var lastSent: UInt64 = 0
+  /// The highest sequence any server of this run acknowledged.
+  private var highestAcked: UInt64 = 0
 
-  init(limits: Outbox.Limits) { outbox = Outbox(limits: limits) }
+  /// `retainsGOP`: keep the current GOP's acknowledged frames for a new server (see Outbox).
+  init(limits: Outbox.Limits, retainsGOP: Bool = false) { outbox = Outbox(limits: limits, retainsGOP: retainsGOP) }
 
   var isEmpty: Bool { outbox.isEmpty }
   var count: Int { outbox.count }
@@ -63,9 +74,10 @@ struct FrameQueue {
 
   /// A new stream begins: the server holds everything up to `resumeAfter`; all else is to be sent
   /// again. A gap before the oldest frame (a new server) means sending resumes at a keyframe.
-  /// Returns how many frames the resume point acknowledged.
-  mutating func restart(after resumeAfter: UInt64) -> Int {
+  /// Returns what the resume point acknowledged for the first time.
+  mutating func restart(after resumeAfter: UInt64) -> Outbox.Acknowledged {
     lastSent = resumeAfter
+    highestAcked = max(highestAcked, resumeAfter)
     return outbox.restart(after: resumeAfter)
   }
 
@@ -76,7 +88,14 @@ struct FrameQueue {
       return .wait
     }
     let taken = outbox.takeNextUnsent(now: now)!
-    let gap = taken.sequence > lastSent + 1 ? (lastSent + 1)...(taken.sequence - 1) : nil
+    var gap: Gap?
+    if taken.sequence > lastSent + 1 {
+      let missing = (lastSent + 1)...(taken.sequence - 1)
+      let elsewhere = missing.clamped(to: missing.lowerBound...max(missing.lowerBound, highestAcked))
+      gap = Gap(
+        storedElsewhere: highestAcked >= missing.lowerBound ? elsewhere : nil,
+        dropped: highestAcked < missing.upperBound ? max(missing.lowerBound, highestAcked + 1)...missing.upperBound : nil)
+    }
     lastSent = taken.sequence
     return .frame(taken, gapBefore: gap)
   }
@@ -88,8 +107,9 @@ struct FrameQueue {
     return outbox.inFlightCount < window && (outbox.inFlightBytes < maxInFlightBytes || outbox.inFlightCount == 0)
   }
 
-  /// Removes every frame up to and including `sequence`; returns the send times of those in flight.
-  mutating func acknowledge(upTo sequence: UInt64) -> [UInt64] {
-    outbox.acknowledge(upTo: sequence)
+  /// Acknowledges every frame up to and including `sequence` (see Outbox.acknowledge).
+  mutating func acknowledge(upTo sequence: UInt64) -> Outbox.Acknowledged {
+    highestAcked = max(highestAcked, sequence)
+    return outbox.acknowledge(upTo: sequence)
   }
 }

@@ -5,6 +5,10 @@ import RelayCore
 /// It is what a reconnect resends, so nothing captured is lost while the server is away, and it is
 /// bounded by bytes and seconds of capture time: past the bound whole GOPs are dropped from the front,
 /// so what remains always starts with a keyframe (or continues what the server already has).
+///
+/// With `retainsGOP` (the native protocol), acknowledged frames of the current GOP are kept too, from
+/// its keyframe: a new server (one that lost them in a crash) is given the GOP again from its keyframe,
+/// so the frames after it need not be dropped. Kept frames never count as dropped.
 struct Outbox {
   struct Entry {
     var sequence: UInt64
@@ -12,6 +16,16 @@ struct Outbox {
     /// Which codec (hello) the packet belongs to; changes when the camera reopens with another format.
     var codecGeneration: Int
     var sentAtNs: UInt64 = 0
+    /// A server acknowledged it before (a kept frame offered again): not counted a second time.
+    var acknowledgedBefore = false
+  }
+
+  /// What one acknowledgement took off: frames (and their bytes) acknowledged for the first time, and
+  /// the send times of those that were in flight (for the round trip).
+  struct Acknowledged {
+    var frames = 0
+    var bytes = 0
+    var sentTimes: [UInt64] = []
   }
 
   struct Limits: Sendable {
@@ -20,8 +34,12 @@ struct Outbox {
   }
 
   let limits: Limits
+  let retainsGOP: Bool
   private var entries: [Entry] = []
   private var head = 0
+  /// Position of the first entry not acknowledged: [head, acked) are the current GOP's acknowledged
+  /// frames, kept (only with retainsGOP).
+  private var acked = 0
   /// Position of the first entry not sent on the current stream.
   private var unsent = 0
   private(set) var byteCount = 0
@@ -32,14 +50,21 @@ struct Outbox {
   /// After dropping everything, P-frames must wait for the next keyframe.
   private var needsKeyframe = false
 
-  init(limits: Limits) { self.limits = limits }
+  init(limits: Limits, retainsGOP: Bool = false) {
+    self.limits = limits
+    self.retainsGOP = retainsGOP
+  }
 
-  var count: Int { entries.count - head }
+  /// Frames not acknowledged.
+  var count: Int { entries.count - acked }
   var isEmpty: Bool { count == 0 }
-  var inFlightCount: Int { unsent - head }
+  /// Acknowledged frames kept (the current GOP's, from its keyframe).
+  var retainedCount: Int { acked - head }
+  var inFlightCount: Int { unsent - acked }
   var hasUnsent: Bool { unsent < entries.count }
   var nextUnsent: Entry? { hasUnsent ? entries[unsent] : nil }
-  var oldest: Entry? { isEmpty ? nil : entries[head] }
+  /// The oldest frame not acknowledged.
+  var oldest: Entry? { isEmpty ? nil : entries[acked] }
 
   /// Whether a frame of `bytes` fits without dropping anything (an empty outbox takes any frame).
   func hasRoom(for bytes: Int) -> Bool {
@@ -59,8 +84,12 @@ struct Outbox {
     entries.append(entry)
     byteCount += entry.packet.data.count
     var dropped = 0
-    while count > 1 && isOverLimits {
-      dropped += dropOldestGOP()
+    while isOverLimits && (retainedCount > 0 || count > 1) {
+      if retainedCount > 0 {
+        releaseRetained()  // already acknowledged: costs nothing
+      } else {
+        dropped += dropOldestGOP()
+      }
     }
     if isEmpty { needsKeyframe = true }
     compact()
@@ -76,29 +105,39 @@ struct Outbox {
     return entries[unsent - 1]
   }
 
-  /// Removes every entry up to and including `sequence`; returns the send times of those in flight.
-  mutating func acknowledge(upTo sequence: UInt64) -> [UInt64] {
-    var sentTimes: [UInt64] = []
-    while head < entries.count && entries[head].sequence <= sequence {
-      if head < unsent {
-        sentTimes.append(entries[head].sentAtNs)
-        inFlightBytes -= entries[head].packet.data.count
+  /// Acknowledges every entry up to and including `sequence` (removed, or kept from the newest
+  /// acknowledged keyframe with retainsGOP); returns the send times of those that were in flight.
+  mutating func acknowledge(upTo sequence: UInt64) -> Acknowledged {
+    var result = Acknowledged()
+    while acked < entries.count && entries[acked].sequence <= sequence {
+      let bytes = entries[acked].packet.data.count
+      if acked < unsent { inFlightBytes -= bytes }
+      if !entries[acked].acknowledgedBefore {
+        result.frames += 1
+        result.bytes += bytes
+        if acked < unsent { result.sentTimes.append(entries[acked].sentAtNs) }
+        entries[acked].acknowledgedBefore = true
       }
-      removeHead()
+      acked += 1
+      unsent = max(unsent, acked)
     }
+    keepOnlyCurrentGOP()
     compact()
-    return sentTimes
+    return result
   }
 
   /// A new stream begins: the server holds everything up to `resumeAfter`; all else is to be sent again.
   /// If that leaves a gap before the oldest entry, sending resumes at a keyframe.
-  /// Returns how many entries the server's resume point acknowledged.
+  /// Returns what the resume point acknowledged for the first time.
   @discardableResult
-  mutating func restart(after resumeAfter: UInt64) -> Int {
-    let countBefore = count
-    _ = acknowledge(upTo: resumeAfter)
-    let acknowledged = countBefore - count
+  mutating func restart(after resumeAfter: UInt64) -> Acknowledged {
+    // The kept GOP is offered again; what the server holds is acknowledged (and kept) once more.
+    acked = head
     unsent = head
+    inFlightBytes = 0
+    var acknowledged = acknowledge(upTo: resumeAfter)
+    acknowledged.sentTimes = []  // not a round trip
+    unsent = acked
     inFlightBytes = 0
     if let first = oldest, first.sequence > resumeAfter + 1 {
       while let front = oldest, !front.packet.isKeyframe {
@@ -111,9 +150,23 @@ struct Outbox {
   }
 
   private var isOverLimits: Bool {
-    guard let first = oldest, let last = entries.last else { return false }
+    guard head < entries.count, let last = entries.last else { return false }
+    let first = entries[head]
     return byteCount > limits.maxBytes
       || Double(last.packet.captureTimeMs - first.packet.captureTimeMs) / 1000 > limits.maxSeconds
+  }
+
+  /// Removes the kept frames before the newest acknowledged keyframe (all of them without retainsGOP).
+  private mutating func keepOnlyCurrentGOP() {
+    guard retainedCount > 0 else { return }
+    guard retainsGOP else { return releaseRetained() }
+    var keyframe = acked - 1
+    while keyframe > head && !entries[keyframe].packet.isKeyframe { keyframe -= 1 }
+    while head < keyframe { removeHead() }
+  }
+
+  private mutating func releaseRetained() {
+    while head < acked { removeHead() }
   }
 
   private mutating func dropOldestGOP() -> Int {
@@ -132,12 +185,14 @@ struct Outbox {
     byteCount -= entries[head].packet.data.count
     entries[head].packet.data = Data()  // free the bytes now, not at compaction
     head += 1
+    acked = max(acked, head)
     unsent = max(unsent, head)
   }
 
   private mutating func compact() {
     if head > 256 && head * 2 > entries.count {
       entries.removeFirst(head)
+      acked -= head
       unsent -= head
       head = 0
     }

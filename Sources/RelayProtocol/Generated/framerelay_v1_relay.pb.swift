@@ -266,7 +266,8 @@ public nonisolated struct Framerelay_V1_ClientInfo: Sendable {
   public init() {}
 }
 
-/// Sent once after accepted: the client's estimate of (server clock - client clock).
+/// Sent after accepted, and again whenever an ack gives a sample with a smaller round trip: the
+/// client's best estimate of (server clock - client clock).
 public nonisolated struct Framerelay_V1_ClockSync: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -308,6 +309,8 @@ public nonisolated struct Framerelay_V1_Frame: Sendable {
 
 /// The client dropped frames first..last (whole GOPs, oldest first, when its queue bound was reached)
 /// and will never send them. `first` is the next sequence the server expects; the next frame is a keyframe.
+/// With stored_elsewhere, first..last were not dropped: an earlier server of this session acknowledged
+/// them (and is gone, with them); they are not counted as lost.
 public nonisolated struct Framerelay_V1_FramesDropped: Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
@@ -316,6 +319,8 @@ public nonisolated struct Framerelay_V1_FramesDropped: Sendable {
   public var first: UInt64 = 0
 
   public var last: UInt64 = 0
+
+  public var storedElsewhere: Bool = false
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -410,6 +415,9 @@ public nonisolated struct Framerelay_V1_Ack: Sendable {
   // methods supported on all messages.
 
   public var sequence: UInt64 = 0
+
+  /// when the ack was written: the client re-measures the clock offset
+  public var serverTimeMs: Int64 = 0
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -870,7 +878,7 @@ nonisolated extension Framerelay_V1_Frame: SwiftProtobuf.Message, SwiftProtobuf.
 
 nonisolated extension Framerelay_V1_FramesDropped: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".FramesDropped"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}first\0\u{1}last\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}first\0\u{1}last\0\u{3}stored_elsewhere\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -880,6 +888,7 @@ nonisolated extension Framerelay_V1_FramesDropped: SwiftProtobuf.Message, SwiftP
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularUInt64Field(value: &self.first) }()
       case 2: try { try decoder.decodeSingularUInt64Field(value: &self.last) }()
+      case 3: try { try decoder.decodeSingularBoolField(value: &self.storedElsewhere) }()
       default: break
       }
     }
@@ -892,12 +901,16 @@ nonisolated extension Framerelay_V1_FramesDropped: SwiftProtobuf.Message, SwiftP
     if self.last != 0 {
       try visitor.visitSingularUInt64Field(value: self.last, fieldNumber: 2)
     }
+    if self.storedElsewhere != false {
+      try visitor.visitSingularBoolField(value: self.storedElsewhere, fieldNumber: 3)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Framerelay_V1_FramesDropped, rhs: Framerelay_V1_FramesDropped) -> Bool {
     if lhs.first != rhs.first {return false}
     if lhs.last != rhs.last {return false}
+    if lhs.storedElsewhere != rhs.storedElsewhere {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -994,7 +1007,7 @@ nonisolated extension Framerelay_V1_Accepted: SwiftProtobuf.Message, SwiftProtob
 
 nonisolated extension Framerelay_V1_Ack: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Ack"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}sequence\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}sequence\0\u{3}server_time_ms\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -1003,6 +1016,7 @@ nonisolated extension Framerelay_V1_Ack: SwiftProtobuf.Message, SwiftProtobuf._M
       // enabled. https://github.com/apple/swift-protobuf/issues/1034
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularUInt64Field(value: &self.sequence) }()
+      case 2: try { try decoder.decodeSingularInt64Field(value: &self.serverTimeMs) }()
       default: break
       }
     }
@@ -1012,11 +1026,15 @@ nonisolated extension Framerelay_V1_Ack: SwiftProtobuf.Message, SwiftProtobuf._M
     if self.sequence != 0 {
       try visitor.visitSingularUInt64Field(value: self.sequence, fieldNumber: 1)
     }
+    if self.serverTimeMs != 0 {
+      try visitor.visitSingularInt64Field(value: self.serverTimeMs, fieldNumber: 2)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Framerelay_V1_Ack, rhs: Framerelay_V1_Ack) -> Bool {
     if lhs.sequence != rhs.sequence {return false}
+    if lhs.serverTimeMs != rhs.serverTimeMs {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

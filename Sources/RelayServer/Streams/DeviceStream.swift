@@ -66,6 +66,7 @@ final class DeviceStream: Sendable {
     let bytesStored: Counter
     let framesLost: Counter
     let sessions: Counter
+    let storedElsewhere: Counter
 
     init(_ id: DeviceID) {
       let device = [("device", id.rawValue)]
@@ -73,6 +74,7 @@ final class DeviceStream: Sendable {
       bytesStored = Counter(label: "framerelay_bytes_stored_total", dimensions: device)
       framesLost = Counter(label: "framerelay_frames_lost_total", dimensions: device)
       sessions = Counter(label: "framerelay_sessions_total", dimensions: device)
+      storedElsewhere = Counter(label: "framerelay_frames_stored_elsewhere_total", dimensions: device)
     }
   }
 
@@ -119,6 +121,12 @@ final class DeviceStream: Sendable {
 
   func updateRoundTrip(ms: Int64) {
     state.withLock { $0.status.roundTripMs = ms }
+  }
+
+  /// An earlier server of the session stored these frames (and is gone): not lost, not here.
+  func recordStoredElsewhere(frames: Int, lastSequence: UInt64) {
+    state.withLock { $0.counters.lastSequence = lastSequence }
+    metrics.storedElsewhere.increment(by: frames)
   }
 
   /// The publisher will never send these frames (its queue bound dropped them).

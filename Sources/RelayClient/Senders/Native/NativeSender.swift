@@ -13,8 +13,11 @@ struct NativeSender: FrameSender {
   let sessionID: String
   let logger: Logger
 
+  var resumesSessions: Bool { true }
+
   func run(attempt: UInt64, state: PublishState) async throws {
     let accepted = Locked<Framerelay_V1_Accepted?>(nil)  // from the response side to the request side
+    let clock = Locked(ClockSamples())  // the best offset so far, and one better still to send
     try await ClientTransport.withClient(
       configuration.server, security: configuration.security, shared: configuration.connection
     ) { client in
@@ -24,15 +27,19 @@ struct NativeSender: FrameSender {
       options.maxResponseMessageBytes = 1 << 20
       try await Framerelay_V1_FrameRelay.Client(wrapping: client).publish(
         options: options,
-        requestProducer: { writer in try await produce(into: writer, accepted: accepted, attempt: attempt, state: state) },
-        onResponse: { response in try await consume(response, accepted: accepted, attempt: attempt, state: state) })
+        requestProducer: { writer in
+          try await produce(into: writer, accepted: accepted, clock: clock, attempt: attempt, state: state)
+        },
+        onResponse: { response in
+          try await consume(response, accepted: accepted, clock: clock, attempt: attempt, state: state)
+        })
     }
   }
 
   /// The request side: hello, clock sync, then frames from the queue as the window allows.
   private func produce(
     into writer: RPCWriter<Framerelay_V1_PublishRequest>, accepted acceptedMessage: Locked<Framerelay_V1_Accepted?>,
-    attempt: UInt64, state: PublishState
+    clock: Locked<ClockSamples>, attempt: UInt64, state: PublishState
   ) async throws {
     let (generation, codec) = state.withLock { $0.queue.streamCodec }
     let helloSentMs = WallClock.nowMs()
@@ -40,8 +47,8 @@ struct NativeSender: FrameSender {
     try await state.waitUntil(attempt: attempt) { $0.accepted }
     guard let accepted = acceptedMessage.value else { return }
     let offset = ClockOffset(sentAtMs: helloSentMs, serverTimeMs: accepted.serverTimeMs, receivedAtMs: WallClock.nowMs())
-    try await writer.write(
-      .with { $0.message = .clockSync(.with { $0.offsetMs = offset.offsetMs; $0.roundTripMs = offset.roundTripMs }) })
+    clock.withLock { _ = $0.estimator.offer(offset) }
+    try await writer.write(Self.clockSync(offset))
     Publisher.resumed(after: accepted.resumeAfter, state: state, server: configuration.server, logger: logger)
 
     let window = max(1, min(configuration.window, accepted.window == 0 ? configuration.window : Int(accepted.window)))
@@ -67,8 +74,23 @@ struct NativeSender: FrameSender {
         logger.info("the source's format changed: starting a new stream with a new hello")
         return
       case .frame(let entry, let gap):
-        if let gap {
-          try await writer.write(.with { $0.message = .framesDropped(.with { $0.first = gap.lowerBound; $0.last = gap.upperBound }) })
+        // A better clock sample (from an ack) goes out before the next frame.
+        if let better = clock.withLock({ samples in defer { samples.pending = nil }; return samples.pending }) {
+          try await writer.write(Self.clockSync(better))
+        }
+        if let elsewhere = gap?.storedElsewhere {
+          try await writer.write(.with {
+            $0.message = .framesDropped(.with {
+              $0.first = elsewhere.lowerBound
+              $0.last = elsewhere.upperBound
+              $0.storedElsewhere = true
+            })
+          })
+        }
+        if let dropped = gap?.dropped {
+          try await writer.write(.with {
+            $0.message = .framesDropped(.with { $0.first = dropped.lowerBound; $0.last = dropped.upperBound })
+          })
         }
         state.recordSent(bytes: entry.packet.data.count)
         try await writer.write(Self.frameMessage(entry))
@@ -79,7 +101,8 @@ struct NativeSender: FrameSender {
   /// The response side: accepted, then acks.
   private func consume(
     _ response: StreamingClientResponse<Framerelay_V1_PublishResponse>,
-    accepted acceptedMessage: Locked<Framerelay_V1_Accepted?>, attempt: UInt64, state: PublishState
+    accepted acceptedMessage: Locked<Framerelay_V1_Accepted?>, clock: Locked<ClockSamples>, attempt: UInt64,
+    state: PublishState
   ) async throws {
     defer { state.responseEnded(attempt: attempt) }
     for try await message in response.messages {
@@ -89,12 +112,26 @@ struct NativeSender: FrameSender {
         acceptedMessage.value = accepted
         state.markAccepted(attempt: attempt)
       case .ack(let ack):
-        Publisher.acknowledged(upTo: ack.sequence, at: now, state: state)
+        let acked = Publisher.acknowledged(upTo: ack.sequence, at: now, state: state)
+        // The acked frame's own send time and the server's time at its ack: a clock sample.
+        if ack.serverTimeMs > 0, let sentAt = acked.sentTimes.max() {
+          let receivedMs = WallClock.nowMs()
+          let sample = ClockOffset(
+            sentAtMs: receivedMs - Int64((now &- sentAt) / 1_000_000), serverTimeMs: ack.serverTimeMs,
+            receivedAtMs: receivedMs)
+          clock.withLock { samples in
+            if let better = samples.estimator.offer(sample) { samples.pending = better }
+          }
+        }
       case .none:
         continue
       }
       state.wake()
     }
+  }
+
+  private static func clockSync(_ offset: ClockOffset) -> Framerelay_V1_PublishRequest {
+    .with { $0.message = .clockSync(.with { $0.offsetMs = offset.offsetMs; $0.roundTripMs = offset.roundTripMs }) }
   }
 
   private func hello(_ codec: CodecDescription, sentAtMs: Int64) -> Framerelay_V1_Hello {
@@ -136,4 +173,10 @@ extension Framerelay_V1_CaptureStatus {
     lastError = report.error
     failingStreak = report.failingStreak
   }
+}
+
+/// One stream's clock samples: the best so far, and a better one not yet sent.
+struct ClockSamples: Sendable {
+  var estimator = ClockEstimator()
+  var pending: ClockOffset?
 }

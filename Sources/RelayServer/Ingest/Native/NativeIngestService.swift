@@ -70,11 +70,21 @@ struct NativeIngestService: Framerelay_V1_FrameRelay.SimpleServiceProtocol {
           try slot.store(
             sequence: frame.sequence, data: frame.data, pts: frame.pts, dts: frame.dts, isKeyframe: frame.keyframe,
             captureTimeMs: frame.captureTimeMs, token: token)
-          try await response.write(.with { $0.message = .ack(.with { $0.sequence = frame.sequence }) })
+          try await response.write(.with {
+            $0.message = .ack(.with {
+              $0.sequence = frame.sequence
+              $0.serverTimeMs = WallClock.nowMs()
+            })
+          })
           metrics.acked(since: arrived)
         case .framesDropped(let dropped):
-          try slot.declareDropped(first: dropped.first, last: dropped.last, token: token)
-          log.warning("client dropped frames \(dropped.first)...\(dropped.last) (its queue bound was reached)")
+          try slot.declareDropped(
+            first: dropped.first, last: dropped.last, storedElsewhere: dropped.storedElsewhere, token: token)
+          if dropped.storedElsewhere {
+            log.notice("frames \(dropped.first)...\(dropped.last) were stored by an earlier server of this session; resuming after them")
+          } else {
+            log.warning("client dropped frames \(dropped.first)...\(dropped.last) (its queue bound was reached)")
+          }
         case .clockSync(let sync):
           slot.setClockOffset(sync.offsetMs, token: token)
           if slot.isCurrent(token) { stream.updateRoundTrip(ms: sync.roundTripMs) }

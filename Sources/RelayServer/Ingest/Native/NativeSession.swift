@@ -89,14 +89,19 @@ final class NativeSessionSlot: Sendable {
     }
   }
 
-  /// The client will never send `first...last` (it dropped them): the session continues after `last`.
-  func declareDropped(first: UInt64, last: UInt64, token: UInt64) throws(IngestError) {
+  /// The client will never send `first...last` (it dropped them, or an earlier server stored them):
+  /// the session continues after `last`. Only dropped frames count as lost.
+  func declareDropped(first: UInt64, last: UInt64, storedElsewhere: Bool, token: UInt64) throws(IngestError) {
     try state.withLock { state throws(IngestError) in
       guard var session = state.session, session.token == token else { throw .takenOver(device: stream.id.rawValue) }
       try session.declareDropped(first: first, last: last)
       state.session = session
     }
-    stream.recordLoss(frames: Int(last - first + 1), lastSequence: last)
+    if storedElsewhere {
+      stream.recordStoredElsewhere(frames: Int(last - first + 1), lastSequence: last)
+    } else {
+      stream.recordLoss(frames: Int(last - first + 1), lastSequence: last)
+    }
   }
 }
 
