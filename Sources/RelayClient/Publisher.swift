@@ -248,6 +248,11 @@ public final class Publisher: Sendable {
         healed.value = true
       } : nil
     defer { probe?.cancel() }
+    // An accepted stream whose acks stopped: if a probe sees the network fail and heal meanwhile, the
+    // connection would recover only at TCP's retransmission pace (or at the ack timeout); reconnect now.
+    let stallHealed = Locked(false)
+    var stallProbe: Task<Void, any Error>?
+    defer { stallProbe?.cancel() }
     while true {
       try await Task.sleep(for: .milliseconds(200))
       if probe != nil && healed.value {
@@ -267,6 +272,20 @@ public final class Publisher: Sendable {
       }
       if accepted && inFlight > 0 && idle > configuration.ackTimeout {
         throw StreamStalled(description: "no ack for \(configuration.ackTimeout) with \(inFlight) frames in flight")
+      }
+      if accepted && inFlight > 0 && idle > .milliseconds(600) {
+        if stallHealed.value { throw ConnectionHung() }
+        if stallProbe == nil {
+          // Two failed probes in a row (half a second unreachable): a congested link's slow connect is no cut.
+          stallProbe = Task {
+            try await ServerProbe(server: configuration.server).waitForHeal(failures: 2)
+            stallHealed.value = true
+          }
+        }
+      } else if let running = stallProbe {  // acks flow again
+        running.cancel()
+        stallProbe = nil
+        stallHealed.value = false
       }
     }
   }

@@ -12,15 +12,17 @@ struct ServerProbe {
   /// Between probes; each waits at most this long for the connect.
   var interval: Duration = .milliseconds(250)
 
-  /// Returns once a probe succeeds after at least one failed; never when the server answers all along.
-  /// `afterFailure`: the caller saw the server unreachable itself (its connect failed or hung), so the
-  /// first probe that answers already means the network healed.
-  func waitForHeal(afterFailure: Bool = false) async throws {
+  /// Returns once a probe succeeds after `failures` failed in a row; never when the server answers all
+  /// along. `afterFailure`: the caller saw the server unreachable itself (its connect failed or hung),
+  /// so the first probe that answers already means the network healed.
+  func waitForHeal(afterFailure: Bool = false, failures needed: Int = 1) async throws {
     var sawFailure = afterFailure
+    var failedInARow = 0
     while true {
       let answered = await answers()
       if answered && sawFailure { return }
-      if !answered { sawFailure = true }
+      failedInARow = answered ? 0 : failedInARow + 1
+      if failedInARow >= needed { sawFailure = true }
       try await Task.sleep(for: interval)
     }
   }
