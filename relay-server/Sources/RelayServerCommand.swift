@@ -61,6 +61,9 @@ struct RelayServerCommand: AsyncParsableCommand {
   @Option(help: "Most devices this server keeps (default 64).")
   var maxDevices: Int?
 
+  @Option(help: "Most TCP connections served at once on the gRPC listeners; calls on more get RESOURCE_EXHAUSTED and the connection is closed (default 1024).")
+  var maxConnections: Int?
+
   @Option(help: "Frames a publisher may have in flight, unacknowledged (default 32).")
   var window: Int?
 

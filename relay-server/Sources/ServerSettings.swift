@@ -56,6 +56,8 @@ struct ServerSettings {
     configuration.ringMaxBytes = settings.int("ring.maxBytes", flag: flags.ringMaxBytes, default: defaults.ringMaxBytes)
     configuration.ringMaxSeconds = settings.double("ring.maxSeconds", flag: flags.ringMaxSeconds, default: defaults.ringMaxSeconds)
     configuration.maxDevices = settings.int("maxDevices", flag: flags.maxDevices, default: defaults.maxDevices)
+    configuration.maxConnections = settings.int(
+      "maxConnections", flag: flags.maxConnections, default: defaults.maxConnections)
     configuration.publishWindow = settings.int("window", flag: flags.window, default: defaults.publishWindow)
     configuration.decoderIdleTimeout = .milliseconds(Int(1000 * settings.double(
       "decoder.idleSeconds", flag: flags.decoderIdleSeconds, default: Double(defaults.decoderIdleTimeout.components.seconds))))

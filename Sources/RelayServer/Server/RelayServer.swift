@@ -98,11 +98,13 @@ public struct RelayServer: Sendable {
         logger: logger)
       parts.append(("http", try http.application(onListening: onMetricsListening)))
     }
+    let limit = ConnectionLimit(maximum: configuration.maxConnections)
     for address in configuration.listen {
       let server = GRPCServer(
         transport: .http2NIOPosix(
-          address: address.socketAddress, transportSecurity: try security.grpcTransportSecurity(), config: transportConfig),
-        services: rpcServices, interceptors: [security.interceptor])
+          address: address.socketAddress, transportSecurity: try security.grpcTransportSecurity(),
+          config: transportConfig(limit)),
+        services: rpcServices, interceptors: [ConnectionLimitInterceptor(limit: limit), security.interceptor])
       parts.append(("grpc \(address)", GRPCListener(server: server, address: address) { bound in
         readiness.listenerBound()
         onListening(bound)
@@ -134,8 +136,12 @@ public struct RelayServer: Sendable {
 
   /// Tuned for video: the default 64 KiB HTTP/2 window cuts 6 MB-frame throughput about 8×, and the
   /// default 4 MiB payload limit refuses 1080p bgr24 frames with a misleading stream reset.
-  var transportConfig: HTTP2ServerTransport.Posix.Config {
+  func transportConfig(_ limit: ConnectionLimit) -> HTTP2ServerTransport.Posix.Config {
     var config = HTTP2ServerTransport.Posix.Config.defaults
+    config.channelDebuggingCallbacks.onAcceptTCPConnection = { channel in
+      limit.accepted(channel)
+      return channel.eventLoop.makeSucceededVoidFuture()
+    }
     config.http2.targetWindowSize = configuration.http2WindowSize
     config.http2.maxFrameSize = configuration.http2MaxFrameSize
     // Headroom over our own limit so oversized frames reach the ingest, which answers

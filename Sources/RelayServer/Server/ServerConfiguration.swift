@@ -12,6 +12,8 @@ public struct ServerConfiguration: Sendable {
   public var ringMaxBytes = 64 << 20
   public var ringMaxSeconds: Double = 30
   public var maxDevices = 64
+  /// TCP connections served at once on all gRPC listeners; calls on more are refused (ConnectionLimit).
+  public var maxConnections = 1024
   /// Frames a publisher may have unacknowledged.
   public var publishWindow = 32
   /// A live decoder with no consumer for this long stops.
