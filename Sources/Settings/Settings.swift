@@ -170,7 +170,12 @@ public final class Settings {
 
   private func lookup(_ key: String, flag: String?) -> (String?, Source) {
     if let flag { return (flag, .flag) }
-    guard let text = merged.string(forKey: ConfigKey(key)) else { return (nil, .default) }
+    guard let text = merged.string(forKey: ConfigKey(key)) else {
+      if let entry = file?.entries[key], !entry.isScalar {
+        problem(key, source: .file, "must be a single value, not a list")
+      }
+      return (nil, .default)
+    }
     return (text, environmentOnly.string(forKey: ConfigKey(key)) != nil ? .environment : .file)
   }
 

@@ -14,6 +14,11 @@ struct SettingsFile {
   struct Entry {
     let value: Value
     let line: Int
+
+    var isScalar: Bool {
+      if case .scalar = value { return true }
+      return false
+    }
   }
 
   let path: String

@@ -58,6 +58,14 @@ import Testing
     }
   }
 
+  @Test func aListWhereOneValueBelongsIsAProblem() throws {
+    let path = try file("window: [1, 2]\n")
+    let settings = try Settings(file: path, environment: [:])
+    #expect(settings.int("window", flag: nil, default: 32) == 32)
+    #expect(throws: SettingsProblems.self) { try settings.finish() }
+    do { try settings.finish() } catch { #expect(error.lines == ["\(path):1: window: must be a single value, not a list"]) }
+  }
+
   @Test func listsComeFromRepeatedFlagsYAMLListsOrCommas() throws {
     let path = try file("listen: [\"127.0.0.1:1\", \"[::1]:2\"]\n")
     #expect(try Settings(file: path, environment: [:]).strings("listen", flag: [], default: []) == ["127.0.0.1:1", "[::1]:2"])
