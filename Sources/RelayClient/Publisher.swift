@@ -239,32 +239,26 @@ public final class Publisher: Sendable {
   /// in flight and no ack comes. While reconnecting, also when the network heals before the attempt's
   /// own connection (hung in a partition) got anywhere.
   private func watch(probing: Bool) async throws {
+    let probe = ServerProbe(server: configuration.server)
     // While reconnecting: a probe that sees the network heal before this attempt got an answer.
-    let healed = Locked(false)
-    var probe =
-      probing
-      ? Task {
-        try await ServerProbe(server: configuration.server).waitForHeal()
-        healed.value = true
-      } : nil
-    defer { probe?.cancel() }
+    var reconnecting = probing ? HealWatch(probe) : nil
+    defer { reconnecting?.cancel() }
     // An accepted stream whose acks stopped: if a probe sees the network fail and heal meanwhile, the
     // connection would recover only at TCP's retransmission pace (or at the ack timeout); reconnect now.
-    let stallHealed = Locked(false)
-    var stallProbe: Task<Void, any Error>?
-    defer { stallProbe?.cancel() }
+    var stalled: HealWatch?
+    defer { stalled?.cancel() }
     while true {
       try await Task.sleep(for: .milliseconds(200))
-      if probe != nil && healed.value {
+      if let watch = reconnecting, watch.healed {
         if !state.withLock({ $0.accepted }) { throw ConnectionHung() }
-        probe = nil
+        reconnecting = nil
       }
       let (accepted, inFlight, idleNs) = state.withLock {
         ($0.accepted, $0.queue.inFlightCount, WallClock.monotonicNs() - $0.lastProgressNs)
       }
-      if accepted, let running = probe {  // the attempt got through: no more probing
-        running.cancel()
-        probe = nil
+      if accepted, let watch = reconnecting {  // the attempt got through: no more probing
+        watch.cancel()
+        reconnecting = nil
       }
       let idle = Duration.nanoseconds(Int64(idleNs))
       if !accepted && idle > configuration.helloTimeout {
@@ -274,18 +268,12 @@ public final class Publisher: Sendable {
         throw StreamStalled(description: "no ack for \(configuration.ackTimeout) with \(inFlight) frames in flight")
       }
       if accepted && inFlight > 0 && idle > .milliseconds(600) {
-        if stallHealed.value { throw ConnectionHung() }
-        if stallProbe == nil {
-          // Two failed probes in a row (half a second unreachable): a congested link's slow connect is no cut.
-          stallProbe = Task {
-            try await ServerProbe(server: configuration.server).waitForHeal(failures: 2)
-            stallHealed.value = true
-          }
-        }
-      } else if let running = stallProbe {  // acks flow again
-        running.cancel()
-        stallProbe = nil
-        stallHealed.value = false
+        if stalled?.healed == true { throw ConnectionHung() }
+        // Two failed probes in a row (half a second unreachable): a congested link's slow connect is no cut.
+        if stalled == nil { stalled = HealWatch(probe, failures: 2) }
+      } else if let watch = stalled {  // acks flow again
+        watch.cancel()
+        stalled = nil
       }
     }
   }

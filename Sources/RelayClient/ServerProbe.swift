@@ -39,3 +39,23 @@ struct ServerProbe {
     }
   }
 }
+
+/// A probe running in the background until cancelled; `healed` once the server answered after
+/// failing (see `waitForHeal`).
+final class HealWatch: Sendable {
+  private let flag = Locked(false)
+  private let task: Task<Void, Never>
+
+  init(_ probe: ServerProbe, failures: Int = 1) {
+    task = Task { [flag] in
+      do {
+        try await probe.waitForHeal(failures: failures)
+        flag.value = true
+      } catch {}  // cancelled
+    }
+  }
+
+  var healed: Bool { flag.value }
+
+  func cancel() { task.cancel() }
+}

@@ -23,13 +23,24 @@ struct StatusReporter {
 
   typealias Snapshot = (stats: PublishStats, inFlight: Int, queued: Int, elapsedSeconds: Double)
 
+  /// The rates between two snapshots a second apart, as the status shows them.
+  struct Rates {
+    let fps: String
+    let kbps: String
+    let rttP50: String
+
+    init(from previous: Snapshot, to now: Snapshot) {
+      let seconds = max(0.001, now.elapsedSeconds - previous.elapsedSeconds)
+      fps = String(format: "%.1f", Double(now.stats.framesAcked - previous.stats.framesAcked) / seconds)
+      kbps = String(Int(Double(now.stats.bytesAcked - previous.stats.bytesAcked) * 8 / 1000 / seconds))
+      rttP50 = now.stats.roundTrips.percentile(50).map { String(format: "%.1fms", $0) } ?? "-"
+    }
+  }
+
   static func line(_ device: String, from previous: Snapshot, to now: Snapshot) -> String {
-    let seconds = max(0.001, now.elapsedSeconds - previous.elapsedSeconds)
-    let fps = Double(now.stats.framesAcked - previous.stats.framesAcked) / seconds
-    let kbps = Double(now.stats.bytesAcked - previous.stats.bytesAcked) * 8 / 1000 / seconds
-    let rtt = now.stats.roundTrips.percentile(50).map { String(format: "%.1fms", $0) } ?? "-"
+    let rates = Rates(from: previous, to: now)
     return "\(device) sent \(now.stats.framesSent) acked \(now.stats.framesAcked)"
-      + " in-flight \(now.inFlight) queued \(now.queued) dropped \(now.stats.framesDropped) | \(String(format: "%.1f", fps)) fps \(Int(kbps)) kbit/s | ack rtt p50 \(rtt)"
+      + " in-flight \(now.inFlight) queued \(now.queued) dropped \(now.stats.framesDropped) | \(rates.fps) fps \(rates.kbps) kbit/s | ack rtt p50 \(rates.rttP50)"
   }
 }
 
@@ -66,14 +77,11 @@ struct GatewayStatus {
   }
 
   private static func row(_ device: String, _ previous: StatusReporter.Snapshot, _ now: StatusReporter.Snapshot) -> String {
-    let seconds = max(0.001, now.elapsedSeconds - previous.elapsedSeconds)
-    let fps = Double(now.stats.framesAcked - previous.stats.framesAcked) / seconds
-    let kbps = Double(now.stats.bytesAcked - previous.stats.bytesAcked) * 8 / 1000 / seconds
-    let rtt = now.stats.roundTrips.percentile(50).map { String(format: "%.1fms", $0) } ?? "-"
+    let rates = StatusReporter.Rates(from: previous, to: now)
     return String(device.prefix(20)).padding(toLength: 20, withPad: " ", startingAt: 0)
       + [now.stats.framesSent, now.stats.framesAcked].map { String($0).leftPadded(10) }.joined()
       + String(now.queued).leftPadded(7) + String(now.stats.framesDropped).leftPadded(9)
-      + String(format: "%.1f", fps).leftPadded(7) + String(Int(kbps)).leftPadded(11) + rtt.leftPadded(9)
+      + rates.fps.leftPadded(7) + rates.kbps.leftPadded(11) + rates.rttP50.leftPadded(9)
   }
 }
 

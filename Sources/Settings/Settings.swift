@@ -234,8 +234,6 @@ public final class SettingsRecord {
     self.settings = settings
   }
 
-  public var fieldNames: Set<String> { Set(fields.keys) }
-
   public func string(_ field: String, secret: Bool = false, masked: ((String) -> String)? = nil) -> String? {
     read.insert(field)
     guard let entry = fields[field] else { return nil }
@@ -245,15 +243,6 @@ public final class SettingsRecord {
     }
     shown.append((SettingsKey.snake(field), secret ? "********" : masked?(text) ?? text))
     return text
-  }
-
-  public func value<T>(_ field: String, allowed: String, parse: (String) -> T?) -> T? {
-    guard let text = string(field) else { return nil }
-    guard let value = parse(text) else {
-      settings.recordProblem("\(path):\(fields[field]?.line ?? 0): \(key).\(SettingsKey.snake(field)): \"\(text)\" is not \(allowed)")
-      return nil
-    }
-    return value
   }
 
   public func problem(_ message: String) {

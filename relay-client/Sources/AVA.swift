@@ -89,7 +89,7 @@ struct AVA: AsyncParsableCommand {
       size = keys.string("size", flag: source.size, default: nil).flatMap(parseSize)
       fps = Int(keys.string("fps", flag: source.fps.map(String.init), default: nil) ?? "")
     }
-    let logger = clientSettings.run.makeLogger()
+    let logger = clientSettings.run.bootstrapLoggingAndMetrics()
     let (configurations, _) = try clientSettings.configurations(
       pictures: PictureRequest(
         width: size?.0, height: size?.1, pixelFormat: Self.inputFormat(of: settings.encoding, raw: pixelFormat),

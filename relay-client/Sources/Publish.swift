@@ -27,7 +27,7 @@ struct Publish: AsyncParsableCommand {
     let settings = ClientSettings.readOrExit(
       server: server, device: device, source: source, security: security, run: options,
       defaults: .init(server: "127.0.0.1:50001", device: nil, window: 32, gateway: true))
-    let logger = settings.run.makeLogger()
+    let logger = settings.run.bootstrapLoggingAndMetrics()
     let (configurations, shared) = try settings.configurations()
     if configurations.count > 1 {
       logger.info(

@@ -84,7 +84,9 @@ struct RunOptions: ParsableArguments {
 }
 
 extension RunOptions.Values {
-  func makeLogger() -> Logger {
+  /// Once per process: swift-log in the chosen format, swift-metrics into the registry
+  /// `--metrics-listen` serves. Returns the program's logger.
+  func bootstrapLoggingAndMetrics() -> Logger {
     logFormat.bootstrap()
     MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: ClientMetricsServer.registry))
     var logger = Logger(label: "relay-client")

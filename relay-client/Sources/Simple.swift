@@ -45,7 +45,7 @@ struct Simple: AsyncParsableCommand {
       }
       fps = Int(settings.string("fps", flag: source.fps.map(String.init), default: nil) ?? "")
     }
-    let logger = settings.run.makeLogger()
+    let logger = settings.run.bootstrapLoggingAndMetrics()
     let (configurations, _) = try settings.configurations(
       pictures: PictureRequest(
         width: shape.width, height: shape.height, pixelFormat: shape.pixelFormat.rawValue,

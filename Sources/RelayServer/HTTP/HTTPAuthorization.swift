@@ -15,7 +15,7 @@ struct HTTPAuthorization: Sendable {
   }
 
   func check(_ role: Role, path: String, header: String?, channel: any Channel) async -> Outcome {
-    let peer = Self.peer(channel.remoteAddress)
+    let peer = PeerName.of(channel.remoteAddress)
     let names = await Self.certificateNames(channel)
     switch await authenticator.authenticate(bearer: Authenticator.bearer(in: header), certificateNames: names) {
     case .failure(let refusal):
@@ -38,14 +38,5 @@ struct HTTPAuthorization: Sendable {
       let certificate = try? Certificate(derEncoded: der)
     else { return [] }
     return certificate.identityNames
-  }
-
-  /// In gRPC's peer format ("ipv4:127.0.0.1:5000"), so refusals count per address across both sides.
-  private static func peer(_ address: SocketAddress?) -> String {
-    switch address {
-    case .v4?: return "ipv4:\(address?.ipAddress ?? ""):\(address?.port ?? 0)"
-    case .v6?: return "ipv6:[\(address?.ipAddress ?? "")]:\(address?.port ?? 0)"
-    default: return "unknown"
-    }
   }
 }

@@ -18,7 +18,7 @@ final class ConnectionLimit: Sendable {
 
   /// The transport accepted a TCP connection (called on its event loop).
   func accepted(_ channel: any Channel) {
-    let peer = Self.peer(channel.remoteAddress)
+    let peer = PeerName.of(channel.remoteAddress)
     let admitted = state.withLock { state -> Bool in
       guard state.open < maximum else {
         state.refused.insert(peer)
@@ -46,15 +46,6 @@ final class ConnectionLimit: Sendable {
   /// Whether calls from `remotePeer` (gRPC's "ipv4:HOST:PORT") come on a connection over the bound.
   func refuses(_ remotePeer: String) -> Bool {
     state.withLock { $0.refused.contains(remotePeer) }
-  }
-
-  /// The way gRPC names the peer of a call.
-  static func peer(_ address: SocketAddress?) -> String {
-    switch address {
-    case .v4?: return "ipv4:\(address?.ipAddress ?? ""):\(address?.port ?? 0)"
-    case .v6?: return "ipv6:[\(address?.ipAddress ?? "")]:\(address?.port ?? 0)"
-    default: return "<unknown>"
-    }
   }
 }
 
