@@ -49,9 +49,12 @@ final class PublishState: Sendable {
   private let waiters = Mutex(Waiters())
 
   let metrics: CameraMetrics
+  /// Where frames whose bytes left memory are read back from.
+  private let spool: Spool?
 
-  init(queue: FrameQueue, metrics: CameraMetrics) {
+  init(queue: FrameQueue, spool: Spool? = nil, metrics: CameraMetrics) {
     values = Mutex(Values(queue: queue))
+    self.spool = spool
     self.metrics = metrics
   }
 
@@ -81,11 +84,17 @@ final class PublishState: Sendable {
       values.queue.canSend(generation: generation, window: window, maxInFlightBytes: maxInFlightBytes)
         || values.isFinished || other(values)
     }
-    return withLock { values in
+    let next = withLock { values -> FrameQueue.Next? in
       guard !values.isFinished else { return nil }
       return values.queue.next(
         generation: generation, window: window, maxInFlightBytes: maxInFlightBytes, now: WallClock.monotonicNs())
     }
+    // A frame whose bytes are on disk only is read back here, outside the lock.
+    guard case .frame(var entry, let gap) = next, entry.isPagedOut, let spool, let location = entry.storedAt else {
+      return next
+    }
+    entry.packet.data = try spool.read(location)
+    return .frame(entry, gapBefore: gap)
   }
 
   func recordSent(bytes: Int) {

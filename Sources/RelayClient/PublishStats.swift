@@ -9,6 +9,8 @@ struct PublishStats: Sendable {
   var framesAcked = 0
   /// Sent and never acked in time (AVA extensions that drop acks).
   var framesLost = 0
+  /// Frames an earlier run spooled and did not get acknowledged (sent by this run).
+  var framesRestored = 0
   var bytesSent = 0
   var bytesAcked = 0
   var reconnects = 0
@@ -28,6 +30,7 @@ public struct PublishSummary: Sendable, Encodable {
   public var seconds: Double
   public var fps: Double
   public var framesLost: Int
+  public var framesRestored: Int
   public var ackRttP50Ms: Double
   public var ackRttP99Ms: Double
   public var reconnects: Int

@@ -12,42 +12,64 @@ public final class Publisher: Sendable {
   private let logger: Logger
   private let capture: Capture
   private let sender: any FrameSender
+  /// The queue's copy on disk (`--spool`), if any.
+  private let spool: Spool?
   let state: PublishState
   private let startedNs = WallClock.monotonicNs()
 
-  /// A native (`FrameRelay/Publish`) publisher.
-  public convenience init(configuration: PublisherConfiguration, logger: Logger) {
+  /// A native (`FrameRelay/Publish`) publisher. With a spool, it resumes the spool's session.
+  public convenience init(configuration: PublisherConfiguration, spool: Spool? = nil, logger: Logger) {
     self.init(
       configuration: configuration,
-      sender: NativeSender(configuration: configuration, sessionID: UUID().uuidString, logger: logger), logger: logger)
+      sender: NativeSender(configuration: configuration, sessionID: spool?.sessionID ?? UUID().uuidString, logger: logger),
+      spool: spool, logger: logger)
   }
 
   /// A publisher of the minimal protocol (`/video/Analyse`); `configuration.pictures` gives the shape.
-  public static func simple(configuration: PublisherConfiguration, sendsDeviceID: Bool, logger: Logger) -> Publisher {
+  public static func simple(
+    configuration: PublisherConfiguration, sendsDeviceID: Bool, spool: Spool? = nil, logger: Logger
+  ) -> Publisher {
     Publisher(
       configuration: configuration,
-      sender: SimpleSender(configuration: configuration, sendsDeviceID: sendsDeviceID, logger: logger), logger: logger)
-  }
-
-  /// A publisher that feeds an AVA extension; `configuration.pictures` gives the frames' format.
-  public static func ava(configuration: PublisherConfiguration, settings: AVASenderSettings, logger: Logger) -> Publisher {
-    Publisher(
-      configuration: configuration, sender: AVASender(configuration: configuration, settings: settings, logger: logger),
+      sender: SimpleSender(configuration: configuration, sendsDeviceID: sendsDeviceID, logger: logger), spool: spool,
       logger: logger)
   }
 
-  init(configuration: PublisherConfiguration, sender: any FrameSender, logger: Logger) {
+  /// A publisher that feeds an AVA extension; `configuration.pictures` gives the frames' format.
+  public static func ava(
+    configuration: PublisherConfiguration, settings: AVASenderSettings, spool: Spool? = nil, logger: Logger
+  ) -> Publisher {
+    Publisher(
+      configuration: configuration, sender: AVASender(configuration: configuration, settings: settings, logger: logger),
+      spool: spool, logger: logger)
+  }
+
+  /// The spool `configuration` asks for, opened (what an earlier run left in it is read now).
+  public static func openSpool(for configuration: PublisherConfiguration, logger: Logger) throws(SpoolError) -> Spool? {
+    try configuration.spool.map { spool throws(SpoolError) in try Spool(spool, device: configuration.device, logger: logger) }
+  }
+
+  init(configuration: PublisherConfiguration, sender: any FrameSender, spool: Spool? = nil, logger: Logger) {
     self.configuration = configuration
     self.logger = logger
     self.sender = sender
+    self.spool = spool
     self.capture = Capture(
       spec: configuration.source, pictures: configuration.pictures, maxFrames: configuration.maxFrames,
       backoff: configuration.cameraBackoff, logger: logger)
-    self.state = PublishState(
-      queue: FrameQueue(
+    let queue: FrameQueue
+    if let spool {
+      // The spool bounds the queue (on disk); the memory bound only says how much of it stays in memory.
+      let limits = Outbox.Limits(
+        maxBytes: spool.configuration.maxBytes, maxSeconds: .infinity, maxResidentBytes: configuration.queueMaxBytes)
+      queue = FrameQueue(limits: limits, retainsGOP: sender.resumesSessions, journal: spool, restoring: spool.restored.queue)
+    } else {
+      queue = FrameQueue(
         limits: .init(maxBytes: configuration.queueMaxBytes, maxSeconds: configuration.queueMaxSeconds),
-        retainsGOP: sender.resumesSessions),
-      metrics: CameraMetrics(device: configuration.device))
+        retainsGOP: sender.resumesSessions)
+    }
+    self.state = PublishState(queue: queue, spool: spool, metrics: CameraMetrics(device: configuration.device))
+    state.withLock { $0.stats.framesRestored = queue.restoredCount }
   }
 
   /// Stops capturing and finishes once the frames captured so far are acked or the stop timeout passes.
@@ -65,7 +87,10 @@ public final class Publisher: Sendable {
 
   public func run() async throws -> PublishSummary {
     capture.start()
-    defer { sender.finish() }
+    defer {
+      sender.finish()
+      spool?.close()
+    }
     do {
       let summary = try await publish()
       await capture.stopAndWait()
@@ -360,7 +385,7 @@ public final class Publisher: Sendable {
       device: configuration.device.rawValue, framesCaptured: stats.framesCaptured,
       framesDropped: stats.framesDropped, framesSent: stats.framesSent, framesAcked: stats.framesAcked,
       bytesSent: stats.bytesSent, seconds: seconds, fps: seconds > 0 ? Double(stats.framesAcked) / seconds : 0,
-      framesLost: stats.framesLost, ackRttP50Ms: stats.roundTrips.percentile(50) ?? 0,
+      framesLost: stats.framesLost, framesRestored: stats.framesRestored, ackRttP50Ms: stats.roundTrips.percentile(50) ?? 0,
       ackRttP99Ms: stats.roundTrips.percentile(99) ?? 0,
       reconnects: stats.reconnects, reconnectMs: stats.reconnectMs)
   }
@@ -370,11 +395,17 @@ public final class Publisher: Sendable {
 public enum PublishError: Error, CustomStringConvertible {
   case source(String)
   case refused(RPCError)
+  /// A spooled frame could not be read back (the disk failed or the file was changed under us).
+  case spool(SpoolError)
 
   /// Errors no retry can fix: the server refuses what we send.
   init?(fatal error: any Error) {
     if let error = error as? PublishError {
       self = error
+      return
+    }
+    if let error = error as? SpoolError {
+      self = .spool(error)
       return
     }
     guard let rpc = error as? RPCError else { return nil }
@@ -390,6 +421,7 @@ public enum PublishError: Error, CustomStringConvertible {
     switch self {
     case .source(let message): return "cannot capture: \(message)"
     case .refused(let error): return "relay-server refused the stream (\(error.code)): \(error.message)"
+    case .spool(let error): return "the spool failed: \(error)"
     }
   }
 }

@@ -29,6 +29,9 @@ public struct PublisherConfiguration: Sendable {
   /// are dropped, oldest first. The defaults hold 30 s of a 1080p30 H.264 camera with room to spare.
   public var queueMaxBytes = 128 << 20
   public var queueMaxSeconds: Double = 60
+  /// Keep the queue on disk too (`Spool`): then the spool's bound is the queue's, queueMaxBytes only
+  /// bounds what stays in memory, and queueMaxSeconds does not apply.
+  public var spool: Spool.Configuration?
   /// A stream with frames in flight and no ack for this long is dead (a silent partition).
   public var ackTimeout: Duration = .seconds(3)
   /// A connection attempt with no `accepted` within this long is abandoned.

@@ -116,7 +116,11 @@ struct AVA: AsyncParsableCommand {
       }
     }
     try await clientSettings.run.publish(
-      [Publisher.ava(configuration: configuration, settings: settings, logger: logger)], logger: logger,
+      [
+        Publisher.ava(
+          configuration: configuration, settings: settings, spool: try Publisher.openSpool(for: configuration, logger: logger),
+          logger: logger)
+      ], logger: logger,
       alongside: sink.map { [$0] } ?? [])
   }
 

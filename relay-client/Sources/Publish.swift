@@ -33,10 +33,11 @@ struct Publish: AsyncParsableCommand {
       logger.info(
         "publishing \(configurations.count) cameras over one connection to \(settings.server); queue bound per camera \(configurations[0].queueMaxBytes) bytes")
     }
-    let publishers = configurations.map { configuration in
+    let publishers = try configurations.map { configuration in
       var cameraLogger = logger
       if configurations.count > 1 { cameraLogger[metadataKey: "device"] = "\(configuration.device)" }
-      return Publisher(configuration: configuration, logger: cameraLogger)
+      let spool = try Publisher.openSpool(for: configuration, logger: cameraLogger)
+      return Publisher(configuration: configuration, spool: spool, logger: cameraLogger)
     }
     try await settings.run.publish(publishers, logger: logger, alongside: shared.map { [$0] } ?? [])
   }

@@ -10,7 +10,8 @@ import ServiceLifecycle
 import Settings
 
 /// The flags of a publishing run that every protocol's subcommand shares, and the run itself. Keys:
-/// `frames`, `duration`, `window`, `queue.maxBytes`, `queue.maxSeconds`, `queue.maxBytesTotal`, `log.level`.
+/// `frames`, `duration`, `window`, `queue.maxBytes`, `queue.maxSeconds`, `queue.maxBytesTotal`, `spool.dir`,
+/// `spool.maxBytes`, `log.level`.
 struct RunOptions: ParsableArguments {
   @Option(help: "YAML settings file (annotated example: relay-client/relay-client.yaml); FRAMERELAY_… environment variables override it, flags override both.")
   var config: String?
@@ -36,6 +37,12 @@ struct RunOptions: ParsableArguments {
   @Option(help: "Bound on all cameras' queues together, in bytes: each camera gets at most this divided by the number of cameras.")
   var queueMaxBytesTotal: Int?
 
+  @Option(help: "Keep each camera's queue on disk in DIR/<device>/ (key spool.dir): frames not yet acknowledged survive an outage of hours and a restart of relay-client, which sends them first. The queue bounds then say how much of it stays in memory.")
+  var spool: String?
+
+  @Option(help: "Bound on the spool, all cameras together, in bytes (default 4294967296, about 2 hours of a 4 Mbit/s camera); past it whole GOPs are dropped, oldest first.")
+  var spoolMaxBytes: Int?
+
   @Option(help: "Serve Prometheus metrics of every camera at GET /metrics on HOST:PORT (port 0 picks one).")
   var metricsListen: String?
 
@@ -52,6 +59,8 @@ struct RunOptions: ParsableArguments {
     var queueMaxBytes = 128 << 20
     var queueMaxSeconds: Double = 60
     var queueMaxBytesTotal: Int?
+    /// The spool of all cameras (its bound shared evenly), if --spool.
+    var spool: Spool.Configuration?
     var logLevel = Logger.Level.info
     var logFormat = LogFormat.human
     var metricsListen: HostPort?
@@ -68,6 +77,10 @@ struct RunOptions: ParsableArguments {
     values.queueMaxSeconds = settings.double("queue.maxSeconds", flag: queueMaxSeconds, default: values.queueMaxSeconds)
     let total = settings.int("queue.maxBytesTotal", flag: queueMaxBytesTotal, default: 0, allowed: 0...Int.max)
     values.queueMaxBytesTotal = total > 0 ? total : nil
+    let spoolMaxBytes = settings.int("spool.maxBytes", flag: self.spoolMaxBytes, default: 4 << 30, allowed: (1 << 20)...Int.max)
+    if let directory = settings.string("spool.dir", flag: spool, default: nil), !directory.isEmpty {
+      values.spool = Spool.Configuration(directory: directory, maxBytes: spoolMaxBytes)
+    }
     values.logLevel = settings.value(
       "log.level", flag: logLevel, default: Logger.Level.info,
       allowed: "one of trace, debug, info, notice, warning, error, critical"
@@ -100,6 +113,7 @@ extension RunOptions.Values {
     configuration.window = window ?? configuration.window
     configuration.queueMaxBytes = min(queueMaxBytes, queueMaxBytesTotal.map { $0 / max(1, cameras) } ?? .max)
     configuration.queueMaxSeconds = queueMaxSeconds
+    configuration.spool = spool.map { Spool.Configuration(directory: $0.directory, maxBytes: $0.maxBytes / max(1, cameras)) }
   }
 
   /// Runs the publishers until their sources end, --frames or --duration is reached, or SIGTERM/SIGINT

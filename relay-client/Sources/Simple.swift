@@ -51,6 +51,10 @@ struct Simple: AsyncParsableCommand {
         width: shape.width, height: shape.height, pixelFormat: shape.pixelFormat.rawValue,
         maxFrameRate: fps.map(Double.init)))
     try await settings.run.publish(
-      [Publisher.simple(configuration: configurations[0], sendsDeviceID: settings.deviceGiven, logger: logger)], logger: logger)
+      [
+        Publisher.simple(
+          configuration: configurations[0], sendsDeviceID: settings.deviceGiven,
+          spool: try Publisher.openSpool(for: configurations[0], logger: logger), logger: logger)
+      ], logger: logger)
   }
 }

@@ -34,8 +34,36 @@ struct FrameQueue {
   /// The highest sequence any server of this run acknowledged.
   private var highestAcked: UInt64 = 0
 
+  /// Where what happens to the queue is written down (the disk spool), if anywhere.
+  private let journal: (any QueueJournal)?
+  private var journaledRelease: UInt64 = 0
+
   /// `retainsGOP`: keep the current GOP's acknowledged frames for a new server (see Outbox).
-  init(limits: Outbox.Limits, retainsGOP: Bool = false) { outbox = Outbox(limits: limits, retainsGOP: retainsGOP) }
+  init(limits: Outbox.Limits, retainsGOP: Bool = false) {
+    outbox = Outbox(limits: limits, retainsGOP: retainsGOP)
+    journal = nil
+  }
+
+  /// A queue kept in `journal` too, taking up what an earlier run left there: its frames (sent again,
+  /// from the kept GOP's keyframe with `retainsGOP`), codecs and sequence counter.
+  init(
+    limits: Outbox.Limits, retainsGOP: Bool = false, journal: any QueueJournal, restoring earlier: QueueJournalContents
+  ) {
+    outbox = Outbox(limits: limits, retainsGOP: retainsGOP)
+    self.journal = journal
+    codecs = earlier.codecs
+    codecGeneration = earlier.codecs.keys.max() ?? -1
+    nextSequence = earlier.position.nextSequence
+    highestAcked = earlier.position.acknowledgedThrough
+    journaledRelease = earlier.position.releasedBefore
+    for entry in earlier.frames { outbox.append(entry) }
+    _ = outbox.acknowledge(upTo: highestAcked)
+    restoredCount = outbox.count
+    journalChanges()
+  }
+
+  /// Frames an earlier run left unacknowledged (in the journal).
+  private(set) var restoredCount = 0
 
   var isEmpty: Bool { outbox.isEmpty }
   var count: Int { outbox.count }
@@ -54,15 +82,19 @@ struct FrameQueue {
     guard codecs[codecGeneration] != codec else { return }
     codecGeneration += 1
     codecs[codecGeneration] = codec
+    journal?.codecOpened(generation: codecGeneration, codec)
   }
 
   /// Adds a captured frame of the current codec; returns how many frames the bound made it drop.
   @discardableResult
   mutating func capture(_ packet: EncodedPacket) -> Int {
     precondition(hasCodec, "a frame before the source's codec")
-    let entry = Outbox.Entry(sequence: nextSequence, packet: packet, codecGeneration: codecGeneration)
+    var entry = Outbox.Entry(sequence: nextSequence, packet: packet, codecGeneration: codecGeneration)
     nextSequence += 1
-    return outbox.append(entry)
+    entry.storedAt = journal?.captured(entry)
+    let dropped = outbox.append(entry)
+    journalChanges()
+    return dropped
   }
 
   /// What a new stream announces: the codec of the oldest frame still to send, so frames resent after
@@ -78,6 +110,7 @@ struct FrameQueue {
   mutating func restart(after resumeAfter: UInt64) -> Outbox.Acknowledged {
     lastSent = resumeAfter
     highestAcked = max(highestAcked, resumeAfter)
+    defer { journalChanges() }
     return outbox.restart(after: resumeAfter)
   }
 
@@ -110,6 +143,18 @@ struct FrameQueue {
   /// Acknowledges every frame up to and including `sequence` (see Outbox.acknowledge).
   mutating func acknowledge(upTo sequence: UInt64) -> Outbox.Acknowledged {
     highestAcked = max(highestAcked, sequence)
+    defer { journalChanges() }
     return outbox.acknowledge(upTo: sequence)
+  }
+
+  /// Tells the journal how far frames are acknowledged and which are gone.
+  private mutating func journalChanges() {
+    guard let journal else { return }
+    journal.acknowledged(through: highestAcked)
+    let releasedBefore = outbox.first?.sequence ?? nextSequence
+    if releasedBefore > journaledRelease {
+      journaledRelease = releasedBefore
+      journal.released(before: releasedBefore)
+    }
   }
 }

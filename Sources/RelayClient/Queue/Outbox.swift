@@ -12,12 +12,28 @@ import RelayCore
 struct Outbox {
   struct Entry {
     var sequence: UInt64
+    /// Its bytes are empty while they are only on disk (`storedAt`).
     var packet: EncodedPacket
     /// Which codec (hello) the packet belongs to; changes when the camera reopens with another format.
     var codecGeneration: Int
+    /// The frame's bytes, in memory or not.
+    let size: Int
+    /// Where the spool keeps it, if a spool does.
+    var storedAt: SpoolLocation?
     var sentAtNs: UInt64 = 0
     /// A server acknowledged it before (a kept frame offered again): not counted a second time.
     var acknowledgedBefore = false
+
+    init(sequence: UInt64, packet: EncodedPacket, codecGeneration: Int, size: Int? = nil, storedAt: SpoolLocation? = nil) {
+      self.sequence = sequence
+      self.packet = packet
+      self.codecGeneration = codecGeneration
+      self.size = size ?? packet.data.count
+      self.storedAt = storedAt
+    }
+
+    /// Its bytes are on disk only: read them back before sending.
+    var isPagedOut: Bool { storedAt != nil && packet.data.count != size }
   }
 
   /// What one acknowledgement took off: frames (and their bytes) acknowledged for the first time, and
@@ -31,6 +47,9 @@ struct Outbox {
   struct Limits: Sendable {
     var maxBytes: Int
     var maxSeconds: Double
+    /// Bytes of frames kept in memory; past it, the oldest frames a spool holds leave memory (read back
+    /// when sent). Without a spool every frame stays in memory and `maxBytes` is the bound.
+    var maxResidentBytes = Int.max
   }
 
   let limits: Limits
@@ -43,6 +62,10 @@ struct Outbox {
   /// Position of the first entry not sent on the current stream.
   private var unsent = 0
   private(set) var byteCount = 0
+  /// Bytes of the frames whose bytes are in memory.
+  private(set) var residentBytes = 0
+  /// Entries before it have left memory or are gone (where paging out goes on).
+  private var firstResident = 0
   private(set) var inFlightBytes = 0
   private(set) var droppedFrames = 0
   /// Whole GOPs the bound dropped.
@@ -65,6 +88,8 @@ struct Outbox {
   var nextUnsent: Entry? { hasUnsent ? entries[unsent] : nil }
   /// The oldest frame not acknowledged.
   var oldest: Entry? { isEmpty ? nil : entries[acked] }
+  /// The oldest frame kept (acknowledged and kept, or not acknowledged).
+  var first: Entry? { head < entries.count ? entries[head] : nil }
 
   /// Whether a frame of `bytes` fits without dropping anything (an empty outbox takes any frame).
   func hasRoom(for bytes: Int) -> Bool {
@@ -82,7 +107,8 @@ struct Outbox {
       needsKeyframe = false
     }
     entries.append(entry)
-    byteCount += entry.packet.data.count
+    byteCount += entry.size
+    residentBytes += entry.packet.data.count
     var dropped = 0
     while isOverLimits && (retainedCount > 0 || count > 1) {
       if retainedCount > 0 {
@@ -92,15 +118,28 @@ struct Outbox {
       }
     }
     if isEmpty { needsKeyframe = true }
+    pageOut()
     compact()
     return dropped
+  }
+
+  /// Takes the oldest spooled frames' bytes out of memory while more than the resident bound is.
+  private mutating func pageOut() {
+    firstResident = max(firstResident, head)
+    while residentBytes > limits.maxResidentBytes && firstResident < entries.count {
+      if entries[firstResident].storedAt != nil && !entries[firstResident].isPagedOut {
+        residentBytes -= entries[firstResident].packet.data.count
+        entries[firstResident].packet.data = Data()
+      }
+      firstResident += 1
+    }
   }
 
   /// Marks the next unsent entry sent and returns it.
   mutating func takeNextUnsent(now: UInt64) -> Entry? {
     guard hasUnsent else { return nil }
     entries[unsent].sentAtNs = now
-    inFlightBytes += entries[unsent].packet.data.count
+    inFlightBytes += entries[unsent].size
     unsent += 1
     return entries[unsent - 1]
   }
@@ -110,7 +149,7 @@ struct Outbox {
   mutating func acknowledge(upTo sequence: UInt64) -> Acknowledged {
     var result = Acknowledged()
     while acked < entries.count && entries[acked].sequence <= sequence {
-      let bytes = entries[acked].packet.data.count
+      let bytes = entries[acked].size
       if acked < unsent { inFlightBytes -= bytes }
       if !entries[acked].acknowledgedBefore {
         result.frames += 1
@@ -172,7 +211,7 @@ struct Outbox {
   private mutating func dropOldestGOP() -> Int {
     var dropped = 0
     repeat {
-      if head < unsent { inFlightBytes -= entries[head].packet.data.count }
+      if head < unsent { inFlightBytes -= entries[head].size }
       removeHead()
       dropped += 1
     } while head < entries.count && !entries[head].packet.isKeyframe
@@ -182,7 +221,8 @@ struct Outbox {
   }
 
   private mutating func removeHead() {
-    byteCount -= entries[head].packet.data.count
+    byteCount -= entries[head].size
+    residentBytes -= entries[head].packet.data.count
     entries[head].packet.data = Data()  // free the bytes now, not at compaction
     head += 1
     acked = max(acked, head)
@@ -194,6 +234,7 @@ struct Outbox {
       entries.removeFirst(head)
       acked -= head
       unsent -= head
+      firstResident = max(0, firstResident - head)
       head = 0
     }
   }
