@@ -16,7 +16,7 @@ the rings are full and evicting), a window of --seconds: CPU (utime+stime from /
 of the publishers, frames stored per device (the server's /metrics), RSS. Then the publishers are
 stopped and their summaries give frames captured and ack round trips; frames lost = captured - stored.
 N grows while the publishing side keeps real-time pace: each camera >= 29.5 stored frames/s and no
-camera more than a second of frames behind its acks (the status lines' in-flight + queued); where it
+camera more than a second of frames behind its acks (the status lines' queued: captured, not acked); where it
 stops, the table says why.
 
 Baseline, before the cameras: --baseline-copies processes of `ffmpeg -re -stream_loop -1 -i CLIP -c copy
@@ -245,7 +245,8 @@ class Bench:
         stored_total = sum(stored_final.get(d, 0) for d in devices)
         p50s = [by_device[d]["ack_rtt_p50_ms"] for d in devices]
         p99s = [by_device[d]["ack_rtt_p99_ms"] for d in devices]
-        backlog = {d: (status[d][2] + status[d][3]) if d in status else None for d in devices}
+        # "queued" is every frame captured and not yet acked, those in flight included.
+        backlog = {d: status[d][3] if d in status else None for d in devices}
         known_backlog = [b for b in backlog.values() if b is not None]
         behind = [d for d in devices if backlog[d] is not None and backlog[d] > self.clip.fps]
         slow = [d for d in devices if fps[d] < MIN_FPS]
@@ -257,7 +258,7 @@ class Bench:
         if behind:
             worst = max(behind, key=lambda d: backlog[d])
             reasons.append(f"{len(behind)} cameras more than {self.clip.fps} frames behind their acks "
-                           f"(worst {worst}: {backlog[worst]} in flight + queued)")
+                           f"(worst {worst}: {backlog[worst]} captured and not acked)")
         if len(known_backlog) < cameras:
             reasons.append(f"no status line for {cameras - len(known_backlog)} cameras")
         return {

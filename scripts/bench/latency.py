@@ -33,6 +33,7 @@ import os
 import platform
 import queue
 import re
+import resource
 import statistics
 import subprocess
 import sys
@@ -66,6 +67,11 @@ def log(text):
 def load_average():
     with open("/proc/loadavg") as f:
         return " ".join(f.read().split()[:3])
+
+
+def own_cpu_seconds():
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def scrape_value(address, name):
@@ -270,25 +276,27 @@ class Bench:
                 if time.monotonic() > deadline:
                     raise BenchError(f"{publisher} publisher: no frame stored within 30 s: {process.tail(lines=3)}")
                 time.sleep(0.2)
-            server_cpu0 = publisher_cpu0 = t0 = None
+            server_cpu0 = publisher_cpu0 = consumer_cpu0 = t0 = stored0 = None
             result = {}
 
             def window_start():
-                nonlocal server_cpu0, publisher_cpu0, t0
+                nonlocal server_cpu0, publisher_cpu0, consumer_cpu0, t0, stored0
+                stored0 = scrape_value(server.metrics_address, "framerelay_frames_stored_total")
                 server_cpu0, publisher_cpu0 = process_cpu_seconds(server.process.pid), process_cpu_seconds(process.pid)
-                t0 = time.monotonic()
+                consumer_cpu0, t0 = own_cpu_seconds(), time.monotonic()
             starter = threading.Timer(self.args.warmup, window_start)
             starter.start()
             try:
                 frames, empty = consume(server.address, device, self.args.warmup, self.args.seconds)
             finally:
                 starter.cancel()
-            server_cpu1, publisher_cpu1, t1 = (process_cpu_seconds(server.process.pid),
-                                               process_cpu_seconds(process.pid), time.monotonic())
+            server_cpu1, publisher_cpu1, consumer_cpu1, t1 = (
+                process_cpu_seconds(server.process.pid), process_cpu_seconds(process.pid), own_cpu_seconds(),
+                time.monotonic())
             decode_seconds = scrape_value(server.metrics_address, "framerelay_decode_seconds_total")
             decoded = scrape_value(server.metrics_address, "framerelay_packets_decoded_total")
             stored = scrape_value(server.metrics_address, "framerelay_frames_stored_total")
-            if None in (server_cpu0, server_cpu1, publisher_cpu0, publisher_cpu1):
+            if None in (server_cpu0, server_cpu1, publisher_cpu0, publisher_cpu1, stored0, stored):
                 raise BenchError(f"a process ended during the run: {process.tail(lines=3)}")
         finally:
             self.children.stop(process, grace_s=10.0)
@@ -304,12 +312,13 @@ class Bench:
         result.update({
             "size": clip.size, "publisher": publisher, "frames_delivered": len(frames), "empty_answers": empty,
             "delivered_fps": len(frames) / self.args.seconds,
-            "published_fps": (packets[-1] - packets[0]) / max(1e-9, frames[-1][0] - frames[0][0]) if len(frames) > 1 else None,
+            "published_fps": (stored - stored0) / wall,
             "skipped": sum(max(0, b - a - 1) for a, b in zip(packets, packets[1:])),
             "out_of_order": sum(1 for a, b in zip(packets, packets[1:]) if b <= a),
             "captured_p50_ms": percentile(captured_ms, 50), "captured_p99_ms": percentile(captured_ms, 99),
             "server_cpu_pct": (server_cpu1 - server_cpu0) / wall * 100,
             "publisher_cpu_pct": (publisher_cpu1 - publisher_cpu0) / wall * 100,
+            "consumer_cpu_pct": (consumer_cpu1 - consumer_cpu0) / wall * 100,
             "server_decode_ms": decode_seconds / decoded * 1000 if decode_seconds and decoded else None,
             "frames_stored": stored, "decode_ms": decode["decode_ms"],
             "stored_low_p50_ms": None, "stored_low_p99_ms": None, "stored_high_p50_ms": None,
@@ -377,18 +386,19 @@ def render(args, clips, decodes, results, failures, started, loads):
                         + ", ".join(f"{v:.2f}" for v in d["runs"]) + ")" if d else "failed"))
     lines += [
         "",
-        f"{'size':<10}{'publisher':<13}{'frames':>7}{'fps':>6}{'stored->delivered ms':>22}{'':>14}"
-        f"{'captured->deliv. ms':>21}{'ffmpeg':>8}{'server':>8}{'server':>8}{'pub.':>7}",
-        f"{'':<10}{'':<13}{'':>7}{'':>6}{'p50':>22}{'p99':>14}{'p50':>11}{'p99':>10}{'decode':>8}{'decode':>8}"
-        f"{'CPU %':>8}{'CPU %':>7}",
+        f"{'size':<10}{'publisher':<13}{'frames':>7}{'fps':>6}{'pub.':>6}{'stored->delivered ms':>22}{'':>16}"
+        f"{'captured->deliv. ms':>21}{'ffmpeg':>8}{'server':>8}{'server':>8}{'pub.':>6}{'cons.':>7}",
+        f"{'':<10}{'':<13}{'':>7}{'':>6}{'fps':>6}{'p50':>22}{'p99':>16}{'p50':>11}{'p99':>10}{'decode':>8}{'decode':>8}"
+        f"{'CPU %':>8}{'CPU %':>6}{'CPU %':>7}",
     ]
     for r in results:
         lines.append(
             f"{r['size']:<10}{r['publisher']:<13}{r['frames_delivered']:>7}{r['delivered_fps']:>6.1f}"
-            f"{bracket(r['stored_low_p50_ms'], r['stored_high_p50_ms']):>22}"
-            f"{bracket(r['stored_low_p99_ms'], r['stored_high_p99_ms']):>14}"
+            f"{r['published_fps']:>6.1f}{bracket(r['stored_low_p50_ms'], r['stored_high_p50_ms']):>22}"
+            f"{bracket(r['stored_low_p99_ms'], r['stored_high_p99_ms']):>16}"
             f"{r['captured_p50_ms']:>11.1f}{r['captured_p99_ms']:>10.1f}{r['decode_ms']:>8.2f}"
-            f"{fmt(r['server_decode_ms'], '.2f'):>8}{r['server_cpu_pct']:>8.0f}{r['publisher_cpu_pct']:>7.0f}")
+            f"{fmt(r['server_decode_ms'], '.2f'):>8}{r['server_cpu_pct']:>8.0f}{r['publisher_cpu_pct']:>6.0f}"
+            f"{r['consumer_cpu_pct']:>7.0f}")
         notes = []
         if r["skipped"]:
             notes.append(f"{r['skipped']} frames published meanwhile were never delivered (newer ones were)")
@@ -396,8 +406,8 @@ def render(args, clips, decodes, results, failures, started, loads):
             notes.append(f"{r['out_of_order']} frames came with a packet number not above the one before")
         if r.get("frames_without_ack"):
             notes.append(f"{r['frames_without_ack']} delivered frames had no ack in the publisher's log")
-        if r["published_fps"] is not None and r["published_fps"] < FPS - 0.5:
-            notes.append(f"the publisher kept only {r['published_fps']:.1f} fps")
+        if r["published_fps"] < FPS - 0.5:
+            notes.append(f"the publisher kept only {r['published_fps']:.1f} fps (frames stored per second)")
         for note in notes:
             lines.append(f"{'':<10}note: {note}")
     for case, why in failures.items():
@@ -408,7 +418,8 @@ def render(args, clips, decodes, results, failures, started, loads):
         "from delivered - (ack written, Ack.server_time_ms + 1 ms, or ack arrived if earlier) to delivered - "
         "(handed to grpcio). captured->delivered: delivered - VideoFrame.timestamp (ms resolution). "
         "ffmpeg decode: utime per frame, -threads 1, to bgr24; server decode: framerelay_decode_seconds_total / "
-        "framerelay_packets_decoded_total (decode + conversion, thread CPU). CPU: % of one core over the window.",
+        "framerelay_packets_decoded_total (decode + conversion, thread CPU). fps: frames delivered per second; pub. fps: "
+        "frames stored per second. CPU: % of one core over the window (cons. = this Python consumer).",
         "",
         f"{'goal: stored -> consumer p99 <= decode + 5 ms':<48}{'p99 ms':>14}{'target':>9}  result",
     ]
