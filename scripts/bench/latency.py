@@ -235,6 +235,21 @@ def ffmpeg_decode(clip, runs=3):
             "runs": per_frame}
 
 
+def python_parse_ms(clip, runs=15):
+    """What the consumer's own deserialization of one bgr24 VideoFrame of this size costs (grpcio's
+    protobuf, this process): the consumer-side share of "delivered"."""
+    framerelay_support.add_stubs_to_path()
+    from chrysalis import video_streaming_pb2 as pb
+    blob = pb.VideoFrame(width=clip.width, height=clip.height, data=bytes(clip.width * clip.height * 3),
+                         device_id="x", pix_fmt="bgr24").SerializeToString()
+    times = []
+    for _ in range(runs):
+        begun = time.perf_counter()
+        pb.VideoFrame.FromString(blob)
+        times.append((time.perf_counter() - begun) * 1000)
+    return statistics.median(times)
+
+
 class Bench:
     def __init__(self, args, children, log_dir):
         self.args, self.children, self.log_dir = args, children, log_dir
@@ -383,7 +398,8 @@ def render(args, clips, decodes, results, failures, started, loads):
         d = decodes.get(size)
         lines.append(f"clip {clip.describe()}; ffmpeg -threads 1 decode to bgr24: "
                      + (f"{d['decode_ms']:.2f} ms/frame utime ({d['decode_rtime_ms']:.2f} ms rtime; runs "
-                        + ", ".join(f"{v:.2f}" for v in d["runs"]) + ")" if d else "failed"))
+                        + ", ".join(f"{v:.2f}" for v in d["runs"]) + f"); the consumer parsing one VideoFrame: "
+                        f"{d['python_parse_ms']:.2f} ms" if d else "failed"))
     lines += [
         "",
         f"{'size':<10}{'publisher':<13}{'frames':>7}{'fps':>6}{'pub.':>6}{'stored->delivered ms':>22}{'':>16}"
@@ -404,6 +420,8 @@ def render(args, clips, decodes, results, failures, started, loads):
             notes.append(f"{r['skipped']} frames published meanwhile were never delivered (newer ones were)")
         if r["out_of_order"]:
             notes.append(f"{r['out_of_order']} frames came with a packet number not above the one before")
+        if r["ack_rtt_p50_ms"] is not None:
+            notes.append(f"captured -> stored is at most the publisher's send -> ack: p50 {r['ack_rtt_p50_ms']:.1f} ms")
         if r.get("frames_without_ack"):
             notes.append(f"{r['frames_without_ack']} delivered frames had no ack in the publisher's log")
         if r["published_fps"] < FPS - 0.5:
@@ -490,6 +508,7 @@ def main():
                 log(f"{size}: ffmpeg -threads 1 -benchmark decode to bgr24")
                 try:
                     decodes[size] = ffmpeg_decode(clip)
+                    decodes[size]["python_parse_ms"] = python_parse_ms(clip)
                 except BenchError as error:
                     failures[f"{size} ffmpeg"] = str(error).splitlines()[0]
                     continue
