@@ -279,10 +279,9 @@ class RawH2Connection:
         self.sock.sendall(PREFACE + h2_frame(SETTINGS, 0, 0, settings))
 
     def handshake(self):
-        """Reads until the server's SETTINGS have come (and are acknowledged), and any connection
-        WINDOW_UPDATE sent with them."""
+        """Reads until the server's SETTINGS have come (and are acknowledged). Window updates sent after
+        them are read when a send needs them (send_data)."""
         self.read_until(lambda f: f[0] == SETTINGS and not f[1] & ACK)
-        self.drain(0.05)
         return self
 
     # -- reading
@@ -382,6 +381,25 @@ class RawH2Connection:
             self.sock.setblocking(True)
         while self._next_buffered() is not None:
             pass
+
+    def peek_frames(self):
+        """The frames the kernel holds for us (after any already buffered), looked at with MSG_PEEK: nothing
+        is consumed, so a connection that "never reads" stays unread. [(type, flags, stream, length)]."""
+        try:
+            data = bytes(self.buffer) + self.sock.recv(1 << 22, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+        except (BlockingIOError, InterruptedError):
+            data = bytes(self.buffer)
+        except OSError:
+            return []
+        frames, offset = [], 0
+        while offset + 9 <= len(data):
+            length = int.from_bytes(data[offset:offset + 3], "big")
+            if offset + 9 + length > len(data):
+                break
+            frames.append((data[offset + 3], data[offset + 4],
+                           int.from_bytes(data[offset + 5:offset + 9], "big") & 0x7FFFFFFF, length))
+            offset += 9 + length
+        return frames
 
     # -- writing
     def _send(self, data):
