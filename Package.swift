@@ -60,6 +60,7 @@ let package = Package(
       .product(name: "Configuration", package: "swift-configuration"), .product(name: "Yams", package: "Yams"),
     ]),
     .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
+    .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
     .target(name: "Annotations", dependencies: [
       "CSQLite", "RelayCore", "RelayProtocol", grpcCore, grpcTransport, swiftProtobuf, crypto, logging, nioSSL, metrics,
       .product(name: "AsyncHTTPClient", package: "async-http-client"), .product(name: "NIOCore", package: "swift-nio"),
@@ -74,8 +75,8 @@ let package = Package(
     .target(
       name: "RelayClient",
       dependencies: [
-        "RelayCore", "RelayProtocol", "Media", grpcCore, grpcTransport, logging, serviceLifecycle, nioSSL, x509, metrics,
-        .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
+        "RelayCore", "RelayProtocol", "Media", "CZlib", grpcCore, grpcTransport, logging, serviceLifecycle, nioSSL, x509,
+        metrics, .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
       ]),
     .executableTarget(
       name: "relay-server", dependencies: ["RelayServer", "RelayCore", "Annotations", "Settings", "LogOutput", argumentParser, logging, metrics,

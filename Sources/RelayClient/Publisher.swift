@@ -405,6 +405,8 @@ public enum PublishError: Error, CustomStringConvertible {
       return
     }
     if let error = error as? SpoolError {
+      // A frame dropped while being read back only ends the attempt: the next one starts cleanly.
+      guard !error.frameGone else { return nil }
       self = .spool(error)
       return
     }

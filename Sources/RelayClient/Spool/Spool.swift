@@ -159,11 +159,13 @@ public final class Spool: QueueJournal {
 
   // MARK: Reading a frame back
 
-  /// The bytes of the frame spooled at `location` (a frame whose bytes left memory).
+  /// The bytes of the frame spooled at `location` (a frame whose bytes left memory). Read under the
+  /// lock, so its segment cannot be deleted meanwhile (a page-cache read: microseconds).
   func read(_ location: SpoolLocation) throws(SpoolError) -> Data {
-    let descriptor = try state.withLock { state throws(SpoolError) -> Int32 in
+    try state.withLock { state throws(SpoolError) -> Data in
       guard let index = state.segments.firstIndex(where: { $0.id == location.segment }) else {
-        throw SpoolError("spool segment \(location.segment) in \(directory) is gone (its frames were released)")
+        // The bound dropped the frame's GOP (and its segment) after the queue handed the frame out.
+        throw SpoolError("spool segment \(location.segment) in \(directory) is gone (its frames were dropped)", frameGone: true)
       }
       if state.segments[index].readDescriptor < 0 {
         let descriptor = open(state.segments[index].path, O_RDONLY | O_CLOEXEC)
@@ -172,17 +174,18 @@ public final class Spool: QueueJournal {
         }
         state.segments[index].readDescriptor = descriptor
       }
-      return state.segments[index].readDescriptor
+      let descriptor = state.segments[index].readDescriptor
+      var bytes = Data(count: location.length)
+      let count = bytes.withUnsafeMutableBytes { pread(descriptor, $0.baseAddress, location.length, off_t(location.offset)) }
+      guard count == location.length else {
+        throw SpoolError(
+          "cannot read \(location.length) bytes at \(location.offset) of spool segment \(location.segment) in \(directory): \(count < 0 ? String(cString: strerror(errno)) : "the file is shorter")")
+      }
+      guard case .record(.frame(let frame), _) = SpoolRecord.decode(bytes) else {
+        throw SpoolError("the frame at \(location.offset) of spool segment \(location.segment) in \(directory) is damaged")
+      }
+      return frame.data
     }
-    var bytes = Data(count: location.length)
-    let count = bytes.withUnsafeMutableBytes { pread(descriptor, $0.baseAddress, location.length, off_t(location.offset)) }
-    guard count == location.length else {
-      throw SpoolError("cannot read \(location.length) bytes at \(location.offset) of spool segment \(location.segment) in \(directory): \(count < 0 ? String(cString: strerror(errno)) : "the file is shorter")")
-    }
-    guard case .record(.frame(let frame), _) = SpoolRecord.decode(bytes) else {
-      throw SpoolError("the frame at \(location.offset) of spool segment \(location.segment) in \(directory) is damaged")
-    }
-    return frame.data
   }
 
   // MARK: Writing
@@ -194,7 +197,8 @@ public final class Spool: QueueJournal {
     guard !state.closed else { return nil }
     let (prefix, payload) = record.encodedParts()
     let length = prefix.count + payload.count
-    if state.writtenBytes + length > configuration.segmentBytes && state.writtenBytes > 0 {
+    // A new segment past the segment size, or after a segment could not be started.
+    if state.writeDescriptor < 0 || (state.writtenBytes + length > configuration.segmentBytes && state.writtenBytes > 0) {
       do { try startSegment(&state) } catch { return failed(error.description, in: &state) }
     }
     let offset = state.writtenBytes
@@ -290,8 +294,13 @@ public final class Spool: QueueJournal {
     Glibc.close(descriptor)
   }
 
+  /// The operating system's words for a Foundation file error ("Not a directory"), else Foundation's.
   private static func reason(_ error: any Error) -> String {
-    (error as NSError).userInfo[NSUnderlyingErrorKey].map { "\($0)" } ?? error.localizedDescription
+    let error = error as NSError
+    if let underlying = error.userInfo[NSUnderlyingErrorKey] as? NSError, underlying.domain == NSPOSIXErrorDomain {
+      return String(cString: strerror(Int32(underlying.code)))
+    }
+    return error.localizedDescription
   }
 }
 
@@ -304,5 +313,11 @@ struct SpoolLocation: Equatable, Sendable {
 
 public struct SpoolError: Error, CustomStringConvertible {
   public let description: String
-  init(_ description: String) { self.description = description }
+  /// Not a failure of the disk: the frame asked for was dropped by the bound meanwhile.
+  let frameGone: Bool
+
+  init(_ description: String, frameGone: Bool = false) {
+    self.description = description
+    self.frameGone = frameGone
+  }
 }

@@ -1,3 +1,4 @@
+import CZlib
 import Foundation
 import RelayCore
 
@@ -238,25 +239,23 @@ private struct ByteReader {
   }
 }
 
-/// CRC-32 (IEEE 802.3, the one zlib and gzip use), table-driven.
+/// CRC-32 (IEEE 802.3, the one gzip uses), computed by zlib.
 struct CRC32 {
   private(set) var value: UInt32 = 0
 
-  private static let table: [UInt32] = (0..<256).map { index in
-    var entry = UInt32(index)
-    for _ in 0..<8 { entry = entry & 1 != 0 ? 0xEDB8_8320 ^ (entry >> 1) : entry >> 1 }
-    return entry
-  }
-
   mutating func update<Bytes: Sequence>(_ bytes: Bytes) where Bytes.Element == UInt8 {
-    var crc = ~value
-    Self.table.withUnsafeBufferPointer { table in
-      for byte in bytes { crc = table[Int((crc ^ UInt32(byte)) & 0xFF)] ^ (crc >> 8) }
-    }
-    value = ~crc
+    update(Data(bytes))
   }
 
   mutating func update(_ data: Data) {
-    data.withUnsafeBytes { update($0.bindMemory(to: UInt8.self)) }
+    data.withUnsafeBytes { buffer in
+      guard let base = buffer.bindMemory(to: UInt8.self).baseAddress else { return }
+      var done = 0
+      while done < buffer.count {  // zlib takes a 32-bit length
+        let count = min(buffer.count - done, 1 << 30)
+        value = UInt32(crc32(uLong(value), base + done, uInt(count)))
+        done += count
+      }
+    }
   }
 }
