@@ -67,7 +67,8 @@ let package = Package(
     ]),
     .target(
       name: "RelayServer",
-      dependencies: ["RelayCore", "RelayProtocol", "Media", "Annotations", grpcCore, grpcTransport, logging, serviceLifecycle, crypto, nioSSL,
+      dependencies: ["RelayCore", "RelayProtocol", "Media", "Annotations", grpcCore, grpcTransport, grpcProtobuf, swiftProtobuf, logging,
+        serviceLifecycle, crypto, nioSSL,
         certificateReloading, x509, jwt, .product(name: "UnixSignals", package: "swift-service-lifecycle"),
         .product(name: "Hummingbird", package: "hummingbird"), .product(name: "HummingbirdCore", package: "hummingbird"),
         .product(name: "HummingbirdTLS", package: "hummingbird"), metrics, prometheus,

@@ -23,38 +23,49 @@ struct ImageService: Chrys_Cloud_Videostreaming_V1beta1_Image.SimpleServiceProto
   let proxies: Proxies
   let configuration: ServerConfiguration
   let logger: Logger
+  /// VideoLatestImage answers in the making per connection (8: more than a consumer's threads need at
+  /// 30 fps), so a crowd on one connection cannot starve the others.
+  var connectionShare = ConnectionShare(permits: 8)
+  /// The last picture of each device, serialized once for all its VideoLatestImage consumers.
+  var serializedFrames = SerializedFrames()
   /// VideoLatestImage: how long a request waited for a frame, and how long until its answer was written.
   private let consumerWait = Metrics.Timer(label: "framerelay_consumer_wait_seconds")
   private let consumerResponse = Metrics.Timer(label: "framerelay_consumer_response_seconds")
 
-  /// Required by SimpleServiceProtocol; the metadata-aware method below is the one gRPC calls.
+  /// Required by SimpleServiceProtocol; `ImageAPI` registers `latestImagesSerialized` in its place.
   func videoLatestImage(
     request: RPCAsyncSequence<Chrys_Cloud_Videostreaming_V1beta1_VideoFrameRequest, any Error>,
     response: RPCWriter<VideoFrame>,
     context: ServerContext
   ) async throws {
-    try await latestImages(request, into: response, consumer: context.remotePeer)
+    try await latestImages(request, consumer: context.remotePeer, connection: context.remotePeer) { frame, device in
+      try await response.write(frame.map { VideoFrame($0, device: device) } ?? VideoFrame())
+    }
   }
 
-  /// Declared bidirectional; answers exactly one VideoFrame per request, so unary-style callers
-  /// (one request, one answer) and streaming callers (many requests) are both served. A consumer is
-  /// its `x-consumer-id` metadata when it names itself (threads sharing one channel), else its
-  /// connection.
-  func videoLatestImage(
+  /// VideoLatestImage as gRPC calls it (see `ImageAPI`). Declared bidirectional; answers exactly one
+  /// VideoFrame per request, so unary-style callers (one request, one answer) and streaming callers
+  /// (many requests) are both served. A consumer is its `x-consumer-id` metadata when it names itself
+  /// (threads sharing one channel), else its connection. Each picture is serialized once for all the
+  /// consumers it goes to (`SerializedFrames`).
+  func latestImagesSerialized(
     request: StreamingServerRequest<Chrys_Cloud_Videostreaming_V1beta1_VideoFrameRequest>,
     context: ServerContext
-  ) async throws -> StreamingServerResponse<VideoFrame> {
+  ) async throws -> StreamingServerResponse<SerializedVideoFrame> {
     let named = request.metadata[stringValues: ConsumerCursors.consumerIDKey].first(where: { !$0.isEmpty })
     let consumer = named.map { "id:\($0)" } ?? context.remotePeer
     return StreamingServerResponse { writer in
-      try await latestImages(request.messages, into: writer, consumer: consumer)
+      try await latestImages(request.messages, consumer: consumer, connection: context.remotePeer) { frame, device in
+        try await writer.write(frame.map { serializedFrames.serialized($0, device: device) } ?? SerializedVideoFrame())
+      }
       return [:]
     }
   }
 
+  /// Answers each request with `send(frame, device)`; a nil frame is "no new frame yet" (empty, OK).
   private func latestImages(
     _ request: RPCAsyncSequence<Chrys_Cloud_Videostreaming_V1beta1_VideoFrameRequest, any Error>,
-    into response: RPCWriter<VideoFrame>, consumer: String
+    consumer: String, connection: String, send: @escaping @Sendable (LiveFrame?, DeviceID) async throws -> Void
   ) async throws {
     do {
       try await cancelWhenGracefulShutdown {
@@ -62,16 +73,14 @@ struct ImageService: Chrys_Cloud_Videostreaming_V1beta1_Image.SimpleServiceProto
           let arrived = WallClock.monotonicNs()
           defer { consumerResponse.recordNanoseconds(Int64(WallClock.monotonicNs() - arrived)) }
           let entry = try knownDevice(frameRequest.deviceID)
-          let key = ConsumerCursors.Key(
-            peer: consumer, device: entry.stream.id, keyframeOnly: frameRequest.keyFrameOnly)
-          let frame = await latestFrame(of: entry, after: cursors.cursor(for: key), keyframeOnly: frameRequest.keyFrameOnly)
-          consumerWait.recordNanoseconds(Int64(WallClock.monotonicNs() - arrived))
-          guard let frame else {
-            try await response.write(VideoFrame())  // "no new frame yet": empty, with OK
-            continue
+          try await connectionShare.withPermit(for: connection) {
+            let key = ConsumerCursors.Key(
+              peer: consumer, device: entry.stream.id, keyframeOnly: frameRequest.keyFrameOnly)
+            let frame = await latestFrame(of: entry, after: cursors.cursor(for: key), keyframeOnly: frameRequest.keyFrameOnly)
+            consumerWait.recordNanoseconds(Int64(WallClock.monotonicNs() - arrived))
+            if let frame { cursors.advance(key, to: frame.packetIndex) }
+            try await send(frame, entry.stream.id)
           }
-          cursors.advance(key, to: frame.packetIndex)
-          try await response.write(VideoFrame(frame, device: entry.stream.id))
         }
       }
     } catch is CancellationError where Task.isShuttingDownGracefully {
