@@ -46,3 +46,43 @@ def test_connections_over_the_bound_get_a_clear_refusal(start_server):
     finally:
         for channel in (first, second, third):
             channel.close()
+
+
+def server_settings(address):
+    """The SETTINGS relay-server sends on a new HTTP/2 connection: {identifier: value}."""
+    import socket
+    import struct
+    host, port = support.framerelay_support.parse_host_port(address)
+    with socket.create_connection((host, port), timeout=5) as sock:
+        sock.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + struct.pack(">I", 0)[1:] + bytes([4, 0]) + struct.pack(">I", 0))
+        data = b""
+        while True:
+            while len(data) < 9:
+                chunk = sock.recv(65536)
+                assert chunk, "the server closed the connection before its SETTINGS"
+                data += chunk
+            length = int.from_bytes(data[:3], "big")
+            kind, flags = data[3], data[4]
+            while len(data) < 9 + length:
+                data += sock.recv(65536)
+            payload, data = data[9:9 + length], data[9 + length:]
+            if kind == 4 and not flags & 1:  # SETTINGS, not an ACK
+                return {struct.unpack(">H", payload[i:i + 2])[0]: struct.unpack(">I", payload[i + 2:i + 6])[0]
+                        for i in range(0, len(payload), 6)}
+
+
+MAX_CONCURRENT_STREAMS = 0x3
+
+
+def test_streams_per_connection_are_bounded_by_default_and_by_the_flag(start_server):
+    # The transport's own default is no bound: one connection could open streams (and unread responses) without end.
+    assert server_settings(start_server().address).get(MAX_CONCURRENT_STREAMS) == 100
+    server = start_server("--max-streams-per-connection", "3")
+    assert server_settings(server.address).get(MAX_CONCURRENT_STREAMS) == 3
+    channel = connection(server.address)
+    try:  # grpcio queues calls past the bound instead of failing them
+        from concurrent.futures import ThreadPoolExecutor
+        with ThreadPoolExecutor(10) as pool:
+            assert list(pool.map(lambda _: list_streams(channel), range(10))) == [[]] * 10
+    finally:
+        channel.close()

@@ -58,6 +58,8 @@ struct ServerSettings {
     configuration.maxDevices = settings.int("maxDevices", flag: flags.maxDevices, default: defaults.maxDevices)
     configuration.maxConnections = settings.int(
       "maxConnections", flag: flags.maxConnections, default: defaults.maxConnections)
+    configuration.maxStreamsPerConnection = settings.int(
+      "maxStreamsPerConnection", flag: flags.maxStreamsPerConnection, default: defaults.maxStreamsPerConnection)
     configuration.publishWindow = settings.int("window", flag: flags.window, default: defaults.publishWindow)
     configuration.decoderIdleTimeout = .milliseconds(Int(1000 * settings.double(
       "decoder.idleSeconds", flag: flags.decoderIdleSeconds, default: Double(defaults.decoderIdleTimeout.components.seconds))))

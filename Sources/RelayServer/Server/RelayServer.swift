@@ -59,11 +59,12 @@ public struct RelayServer: Sendable {
     let readiness = Readiness(listeners: configuration.listen.count)
     let rpcServices: [any RegistrableRPCService] = [
       NativeIngestService(registry: registry, sessions: NativeSessions(), configuration: configuration, logger: logger),
-      ImageService(
-        registry: registry, cursors: cursors,
-        replays: ReplayLimiter(limit: configuration.maxReplays), metrics: decoderMetrics,
-        outbox: outbox, annotationMetrics: annotationMetrics, recordings: recordings, proxies: proxies,
-        configuration: configuration, logger: logger),
+      ImageAPI(
+        service: ImageService(
+          registry: registry, cursors: cursors,
+          replays: ReplayLimiter(limit: configuration.maxReplays), metrics: decoderMetrics,
+          outbox: outbox, annotationMetrics: annotationMetrics, recordings: recordings, proxies: proxies,
+          configuration: configuration, logger: logger)),
       SimpleIngestService(registry: registry, configuration: configuration, logger: logger),
       AVAIngestService(registry: registry, configuration: configuration, logger: logger),
       HealthService(),
@@ -144,6 +145,8 @@ public struct RelayServer: Sendable {
     }
     config.http2.targetWindowSize = configuration.http2WindowSize
     config.http2.maxFrameSize = configuration.http2MaxFrameSize
+    // The transport's default is no limit: one connection could open streams without end.
+    config.http2.maxConcurrentStreams = configuration.maxStreamsPerConnection
     // Headroom over our own limit so oversized frames reach the ingest, which answers
     // RESOURCE_EXHAUSTED naming the limit; only messages over twice the limit stop in the transport.
     config.rpc.maxRequestPayloadSize = 2 * configuration.maxFrameBytes + (1 << 20)

@@ -14,6 +14,9 @@ public struct ServerConfiguration: Sendable {
   public var maxDevices = 64
   /// TCP connections served at once on all gRPC listeners; calls on more are refused (ConnectionLimit).
   public var maxConnections = 1024
+  /// HTTP/2 streams (calls) open at once on one connection (SETTINGS_MAX_CONCURRENT_STREAMS). Each
+  /// stream can hold one response the client does not read: this and maxConnections bound them.
+  public var maxStreamsPerConnection = 100
   /// Frames a publisher may have unacknowledged.
   public var publishWindow = 32
   /// A live decoder with no consumer for this long stops.
