@@ -97,9 +97,10 @@ struct RunOptions: ParsableArguments {
 }
 
 extension RunOptions.Values {
-  /// Once per process: swift-log in the chosen format, swift-metrics into the registry
-  /// `--metrics-listen` serves. Returns the program's logger.
+  /// Once per process: malloc's threshold for frames, swift-log in the chosen format, swift-metrics into
+  /// the registry `--metrics-listen` serves. Returns the program's logger.
   func bootstrapLoggingAndMetrics() -> Logger {
+    LargeAllocations.mapEachFrameOnItsOwn()
     logFormat.bootstrap()
     MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: ClientMetricsServer.registry))
     var logger = Logger(label: "relay-client")

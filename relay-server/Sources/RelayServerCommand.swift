@@ -64,6 +64,9 @@ struct RelayServerCommand: AsyncParsableCommand {
   @Option(help: "Most TCP connections served at once on the gRPC listeners; calls on more get RESOURCE_EXHAUSTED and the connection is closed (default 1024).")
   var maxConnections: Int?
 
+  @Option(help: "Most calls (HTTP/2 streams) open at once on one connection; a client past it waits for one to end (default 100).")
+  var maxStreamsPerConnection: Int?
+
   @Option(help: "Frames a publisher may have in flight, unacknowledged (default 32).")
   var window: Int?
 
@@ -145,6 +148,7 @@ struct RelayServerCommand: AsyncParsableCommand {
   var logFormat: String?
 
   func run() async throws {
+    LargeAllocations.mapEachFrameOnItsOwn()
     let settings: ServerSettings
     do {
       settings = try ServerSettings.read(self)
