@@ -140,10 +140,15 @@ class Bench:
 
     def start_server(self, name, cameras):
         data = os.path.join(self.args.scratch, f"{name}.data")
+        # A gateway's cameras are streams of one connection: past the server's bound on streams per
+        # connection (default 100) the rest would wait for a free one forever.
+        streams = ["--max-streams-per-connection", str(cameras + 8)] \
+            if self.args.streams_flag and cameras + 8 > 100 else []
         process = self.children.start(f"{name}.server", [
             os.path.join(self.args.bin_dir, "relay-server"), "--listen", "127.0.0.1:0",
             "--metrics-listen", "127.0.0.1:0", "--data-dir", data,
             "--max-devices", str(max(64, cameras)), "--ring-max-seconds", str(self.args.ring_max_seconds),
+            *streams,
         ])
         try:
             return framerelay_support.relay_server_ready(process, READY_TIMEOUT_S)
@@ -297,7 +302,8 @@ def render(args, clip, baselines, results, stops, started, loads):
         f"binaries: {args.bin_dir}" + ("   ** DEBUG BUILD: not representative **" if "debug" in args.bin_dir else ""),
         f"each camera: {clip.describe()}, relay-client file source, loop, pace realtime; no consumer",
         f"server: --ring-max-seconds {args.ring_max_seconds:g}; window {args.seconds:g} s after every camera's "
-        f"first frame + {args.warmup:g} s; CPU = utime+stime from /proc, % of one core",
+        f"first frame + {args.warmup:g} s; CPU = utime+stime from /proc, % of one core"
+        + ("; --max-streams-per-connection N + 8 where N + 8 > 100" if args.streams_flag else ""),
         f"load average before each case: {', '.join(loads)}",
         "",
     ]
@@ -386,6 +392,10 @@ def main():
     for program in ("relay-server", "relay-client"):
         if not os.access(os.path.join(args.bin_dir, program), os.X_OK):
             sys.exit(f"bench-cameras: no {program} in {args.bin_dir} (build it, or pass --bin-dir)")
+
+    help_text = subprocess.run([os.path.join(args.bin_dir, "relay-server"), "--help"], capture_output=True,
+                               text=True, timeout=30).stdout
+    args.streams_flag = "--max-streams-per-connection" in help_text
 
     framerelay_support.interrupt_on_signals()
     started = datetime.datetime.now(datetime.timezone.utc)
