@@ -109,13 +109,15 @@ class GoodClient:
                                              response_deserializer=image_pb.VideoFrame.FromString)
         self.request = image_pb.VideoFrameRequest(device_id=device)
         self.token = token
+        self.timeout = 5.0  # of each call the background loop makes
         self.calls = 0
         self.latencies, self.failures = [], []
         self._stop = threading.Event()
         self._thread = None
 
-    def once(self, timeout=5.0):
+    def once(self, timeout=None):
         """(seconds, None) for a good answer, (seconds, "what was wrong") otherwise."""
+        timeout = timeout or self.timeout
         self.calls += 1
         metadata = [("x-consumer-id", f"good-{os.getpid()}-{id(self)}-{self.calls}")]
         if self.token:
