@@ -138,6 +138,24 @@ class Bench:
         return {"copies": copies, "cpu_per_camera_pct": cpu / wall / copies * 100,
                 "other_load_pct": max(0.0, (busy1 - busy0 - cpu) / wall * 100), "seconds": wall}
 
+    def idle_server(self):
+        """A relay-server with no camera for the window: what it costs doing nothing (timers, metrics)."""
+        server = self.start_server("idle", 0)
+        try:
+            time.sleep(2.0)
+            pid = server.process.pid
+            busy0, cpu0, t0 = system_busy_seconds(), process_cpu_seconds(pid), time.monotonic()
+            time.sleep(self.args.seconds)
+            cpu1, t1, busy1 = process_cpu_seconds(pid), time.monotonic(), system_busy_seconds()
+            rss = memory_kib(pid)
+        finally:
+            self.children.stop(server.process)
+        if cpu0 is None or cpu1 is None:
+            raise BenchError("the idle relay-server ended during the window")
+        wall = t1 - t0
+        return {"cpu_pct": (cpu1 - cpu0) / wall * 100, "rss_mb": (rss or 0) / 1024,
+                "other_load_pct": max(0.0, (busy1 - busy0 - (cpu1 - cpu0)) / wall * 100)}
+
     def start_server(self, name, cameras):
         data = os.path.join(self.args.scratch, f"{name}.data")
         # A gateway's cameras are streams of one connection: past the server's bound on streams per
@@ -295,7 +313,7 @@ def verdict(ok):
     return "PASS" if ok else "FAIL"
 
 
-def render(args, clip, baselines, results, stops, started, loads):
+def render(args, clip, baselines, results, stops, started, loads, idle):
     base = statistics.mean(b["cpu_per_camera_pct"] for b in baselines) if baselines else None
     lines = [
         f"FrameRelay cameras at scale, {started:%Y-%m-%d %H:%M} UTC, {platform.node()}, {os.cpu_count()} cores",
@@ -312,17 +330,21 @@ def render(args, clip, baselines, results, stops, started, loads):
                      f"at once): " + ", ".join(f"{b['cpu_per_camera_pct']:.3f}%" for b in baselines)
                      + f" of a core per camera (mean {base:.3f}%; other load on the machine meanwhile "
                      + ", ".join(f"{b['other_load_pct']:.0f}%" for b in baselines) + ")")
-        lines.append("")
-    head = (f"{'cameras':>7} {'publishers':<14}{'server CPU':>11}{'/camera':>9}{'x base':>8}{'RSS':>6}{'idle':>6}"
+    if idle:
+        lines.append(f"relay-server with no camera: {idle['cpu_pct']:.2f}% of a core, RSS {idle['rss_mb']:.0f} MiB "
+                     f"(other load meanwhile {idle['other_load_pct']:.0f}%)")
+    lines.append("")
+    head = (f"{'cameras':>7} {'publishers':<14}{'server CPU':>11}{'/camera':>9}{'-idle':>7}{'x base':>8}{'RSS':>6}{'idle':>6}"
             f"{'rings':>7}{'ack p50':>8}{'p99 med':>8}{'p99 max':>8}{'lost':>6}{'pub CPU':>9}{'/camera':>9}"
             f"{'x base':>8}{'fps min':>8}{'other':>7}")
-    lines += [head, f"{'':>7} {'':<14}{'% core':>11}{'% core':>9}{'':>8}{'MiB':>6}{'MiB':>6}{'MiB':>7}{'ms':>8}{'ms':>8}{'ms':>8}"
+    lines += [head, f"{'':>7} {'':<14}{'% core':>11}{'% core':>9}{'':>7}{'':>8}{'MiB':>6}{'MiB':>6}{'MiB':>7}{'ms':>8}{'ms':>8}{'ms':>8}"
                     f"{'':>6}{'% core':>9}{'% core':>9}{'':>8}{'':>8}{'load %':>7}"]
     for r in results:
         publishers = "1 gateway" if r["mode"] == "gateway" else f"{r['publisher_processes']} processes"
         ratio = (lambda v: None if not base else v / base)
         lines.append(
             f"{r['cameras']:>7} {publishers:<14}{r['server_cpu_pct']:>11.1f}{r['server_cpu_per_camera_pct']:>9.3f}"
+            f"{fmt(None if not idle else (r['server_cpu_pct'] - idle['cpu_pct']) / r['cameras'], '.3f'):>7}"
             f"{fmt(ratio(r['server_cpu_per_camera_pct']), '.1f'):>8}{r['server_rss_mb']:>6.0f}"
             f"{r['server_rss_idle_mb']:>6.0f}{r['ring_bytes'] / 2**20:>7.0f}{r['ack_rtt_p50_ms']:>8.2f}{r['ack_rtt_p99_ms_median']:>8.2f}"
             f"{r['ack_rtt_p99_ms_max']:>8.2f}{r['frames_lost']:>6}{r['publisher_cpu_pct']:>9.1f}"
@@ -337,7 +359,8 @@ def render(args, clip, baselines, results, stops, started, loads):
         for note in notes:
             lines.append(f"{'':>9}note: {note}")
     lines.append("")
-    lines.append("ack p50: median over cameras of each camera's p50; p99 med / max: median and worst of each "
+    lines.append("-idle: (server CPU - the idle server's) / cameras, what one more camera costs; "
+                 "ack p50: median over cameras of each camera's p50; p99 med / max: median and worst of each "
                  "camera's p99 (from the client summaries, the whole run); lost = captured - stored; "
                  "RSS at the window's end, idle = before the first camera, rings = bytes the rings held then "
                  "(framerelay_ring_bytes); "
@@ -402,7 +425,7 @@ def main():
     log_dir = os.path.join(os.path.dirname(os.path.abspath(args.out)), "bench-cameras-logs")
     os.makedirs(log_dir, exist_ok=True)
     children = Children(log_dir)
-    results, baselines, stops, loads, failed = [], [], [], [], False
+    results, baselines, stops, loads, failed, idle = [], [], [], [], False, None
     clip = make_clip(1920, 1080, fps=30, seconds=20, gop=60, bitrate=4_000_000, log=log)
     log(clip.describe())
     with tempfile.TemporaryDirectory(prefix="bench-cameras-") as scratch:
@@ -412,6 +435,11 @@ def main():
             if args.baseline_copies:
                 log(f"baseline: {args.baseline_copies} ffmpeg passthrough readers for {args.seconds:g} s")
                 baselines.append(bench.baseline(args.baseline_copies))
+            log(f"relay-server with no camera for {args.seconds:g} s")
+            try:
+                idle = bench.idle_server()
+            except BenchError as error:
+                stops.append(f"idle server: failed: {error}")
             for index, n in enumerate(counts):
                 previous = next((r for r in reversed(results) if r["mode"] == "gateway"), None)
                 if previous:
@@ -449,6 +477,9 @@ def main():
                 if not gateway["kept_pace"]:
                     stops.append(f"stopped at {n} cameras: the publishing side did not keep real-time pace: "
                                  + "; ".join(gateway["reasons"])
+                                 + f"; the {os.cpu_count()} cores' {100 * os.cpu_count()}% went to the server "
+                                 f"{gateway['server_cpu_pct']:.0f}%, the publishers {gateway['publisher_cpu_pct']:.0f}% "
+                                 f"and other processes {gateway['other_load_pct']:.0f}%"
                                  + (f" ({', '.join(map(str, later))} not tried)" if later else ""))
                     break
             if baselines and results:
@@ -462,14 +493,14 @@ def main():
 
     if results and results[-1]["kept_pace"] and not any(s.startswith("stopped") for s in stops):
         stops.append(f"every count asked for kept real-time pace (largest: {results[-1]['cameras']} cameras)")
-    table = render(args, clip, baselines, results, stops, started, loads)
+    table = render(args, clip, baselines, results, stops, started, loads, idle)
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, "w") as f:
         f.write(table)
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"started": started.isoformat(), "bin_dir": args.bin_dir, "clip": clip.describe(),
-                       "baselines": baselines, "results": results, "stops": stops, "loads": loads}, f, indent=1)
+                       "baselines": baselines, "idle_server": idle, "results": results, "stops": stops, "loads": loads}, f, indent=1)
     print(table, end="")
     log(f"saved to {os.path.relpath(args.out, REPO)}; logs in {os.path.relpath(log_dir, REPO)}/")
     return 1 if failed else 0
