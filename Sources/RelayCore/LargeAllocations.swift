@@ -2,16 +2,20 @@
 /// after the first multi-megabyte frame is freed, frames come from the heap, which then fragments and
 /// keeps hundreds of megabytes after a burst (measured: 8 devices of 4 MiB frames held 348 MiB against
 /// 269 MiB with the threshold fixed). Fixing it at 1 MiB gives every frame-sized block its own mapping,
-/// returned to the system when freed.
+/// returned to the system when freed. And every thread that allocates gets an arena of its own, up to
+/// 8 per core, each keeping what was freed in it: in a 60-minute soak the server's memory rose in 8 MiB
+/// steps as Dispatch added worker threads. Four arenas bound that and are plenty for 2–4 cores.
 public enum LargeAllocations {
   public static func mapEachFrameOnItsOwn() {
     #if os(Linux)
     _ = glibcMallopt(mmapThreshold, 1 << 20)
+    _ = glibcMallopt(arenaMax, 4)
     #endif
   }
 
-  /// M_MMAP_THRESHOLD in <malloc.h>, which the Glibc module does not import.
+  /// M_MMAP_THRESHOLD and M_ARENA_MAX in <malloc.h>, which the Glibc module does not import.
   private static let mmapThreshold: Int32 = -3
+  private static let arenaMax: Int32 = -8
 }
 
 #if os(Linux)
