@@ -90,6 +90,18 @@ def system_busy_seconds():
     return (sum(fields[:8]) - fields[3] - fields[4]) / CLK_TCK
 
 
+def cpu_stall_seconds():
+    """Seconds in which some runnable task waited for a CPU (/proc/pressure/cpu, "some"), None without PSI."""
+    try:
+        with open("/proc/pressure/cpu") as f:
+            for line in f:
+                if line.startswith("some "):
+                    return int(line.rsplit("total=", 1)[1]) / 1e6
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
 def load_average():
     with open("/proc/loadavg") as f:
         return " ".join(f.read().split()[:3])
@@ -215,6 +227,7 @@ class Bench:
             client_pids = [p.pid for p in publishers]
             before = scrape(server.metrics_address)
             m0 = time.monotonic()
+            stall0 = cpu_stall_seconds()
             busy0, server0, client0, t0 = (system_busy_seconds(), process_cpu_seconds(server_pid),
                                            cpu_of(client_pids), time.monotonic())
             rss_samples = []
@@ -223,6 +236,7 @@ class Bench:
                 rss_samples.append(memory_kib(server_pid) or 0)
             server1, client1, t1, busy1 = (process_cpu_seconds(server_pid), cpu_of(client_pids),
                                            time.monotonic(), system_busy_seconds())
+            stall1 = cpu_stall_seconds()
             rss_end_kib = memory_kib(server_pid)
             after = scrape(server.metrics_address)
             m1 = time.monotonic()
@@ -289,6 +303,7 @@ class Bench:
             "server_cpu_pct": server_cpu, "server_cpu_per_camera_pct": server_cpu / cameras,
             "publisher_cpu_pct": client_cpu, "publisher_cpu_per_camera_pct": client_cpu / cameras,
             "other_load_pct": other,
+            "cpu_stalled_pct": None if stall0 is None or stall1 is None else (stall1 - stall0) / wall * 100,
             "server_rss_idle_mb": (idle_rss_kib or 0) / 1024, "server_rss_mb": (rss_end_kib or 0) / 1024,
             "server_rss_max_mb": max(rss_samples + [rss_end_kib or 0]) / 1024,
             "server_hwm_mb": (hwm_kib or 0) / 1024, "ring_bytes": ring_bytes,
@@ -336,9 +351,9 @@ def render(args, clip, baselines, results, stops, started, loads, idle):
     lines.append("")
     head = (f"{'cameras':>7} {'publishers':<14}{'server CPU':>11}{'/camera':>9}{'-idle':>7}{'x base':>8}{'RSS':>6}{'idle':>6}"
             f"{'rings':>7}{'ack p50':>8}{'p99 med':>8}{'p99 max':>8}{'lost':>6}{'pub CPU':>9}{'/camera':>9}"
-            f"{'x base':>8}{'fps min':>8}{'other':>7}")
+            f"{'x base':>8}{'fps min':>8}{'other':>7}{'stall':>7}")
     lines += [head, f"{'':>7} {'':<14}{'% core':>11}{'% core':>9}{'':>7}{'':>8}{'MiB':>6}{'MiB':>6}{'MiB':>7}{'ms':>8}{'ms':>8}{'ms':>8}"
-                    f"{'':>6}{'% core':>9}{'% core':>9}{'':>8}{'':>8}{'load %':>7}"]
+                    f"{'':>6}{'% core':>9}{'% core':>9}{'':>8}{'':>8}{'load %':>7}{'%':>7}"]
     for r in results:
         publishers = "1 gateway" if r["mode"] == "gateway" else f"{r['publisher_processes']} processes"
         ratio = (lambda v: None if not base else v / base)
@@ -349,7 +364,7 @@ def render(args, clip, baselines, results, stops, started, loads, idle):
             f"{r['server_rss_idle_mb']:>6.0f}{r['ring_bytes'] / 2**20:>7.0f}{r['ack_rtt_p50_ms']:>8.2f}{r['ack_rtt_p99_ms_median']:>8.2f}"
             f"{r['ack_rtt_p99_ms_max']:>8.2f}{r['frames_lost']:>6}{r['publisher_cpu_pct']:>9.1f}"
             f"{r['publisher_cpu_per_camera_pct']:>9.3f}{fmt(ratio(r['publisher_cpu_per_camera_pct']), '.1f'):>8}"
-            f"{r['fps_min']:>8.1f}{r['other_load_pct']:>7.0f}")
+            f"{r['fps_min']:>8.1f}{r['other_load_pct']:>7.0f}{fmt(r['cpu_stalled_pct'], '.0f'):>7}")
         notes = list(r["reasons"])
         if r["frames_dropped"] or r["frames_declared_lost"] or r["reconnects"]:
             notes.append(f"client dropped {r['frames_dropped']}, server counted {r['frames_declared_lost']:.0f} "
@@ -364,7 +379,8 @@ def render(args, clip, baselines, results, stops, started, loads, idle):
                  "camera's p99 (from the client summaries, the whole run); lost = captured - stored; "
                  "RSS at the window's end, idle = before the first camera, rings = bytes the rings held then "
                  "(framerelay_ring_bytes); "
-                 "other load = the machine's busy CPU minus the processes measured")
+                 "other load = the machine's busy CPU minus the processes measured; stall = share of the window in "
+                 "which some runnable task waited for a CPU (/proc/pressure/cpu), near 0 on a quiet machine")
     for stop in stops:
         lines.append(stop)
     lines += ["", f"{'goal':<52}{'cameras':>8}{'value':>12}{'target':>12}  result"]

@@ -64,6 +64,18 @@ def log(text):
     print(f"bench-latency: {text}", file=sys.stderr, flush=True)
 
 
+def cpu_stall_seconds():
+    """Seconds in which some runnable task waited for a CPU (/proc/pressure/cpu, "some"), None without PSI."""
+    try:
+        with open("/proc/pressure/cpu") as f:
+            for line in f:
+                if line.startswith("some "):
+                    return int(line.rsplit("total=", 1)[1]) / 1e6
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
 def load_average():
     with open("/proc/loadavg") as f:
         return " ".join(f.read().split()[:3])
@@ -291,12 +303,15 @@ class Bench:
                 if time.monotonic() > deadline:
                     raise BenchError(f"{publisher} publisher: no frame stored within 30 s: {process.tail(lines=3)}")
                 time.sleep(0.2)
-            server_cpu0 = publisher_cpu0 = consumer_cpu0 = t0 = stored0 = None
+            server_cpu0 = publisher_cpu0 = consumer_cpu0 = t0 = stored0 = decoded0 = jumps0 = stall0 = None
             result = {}
 
             def window_start():
-                nonlocal server_cpu0, publisher_cpu0, consumer_cpu0, t0, stored0
+                nonlocal server_cpu0, publisher_cpu0, consumer_cpu0, t0, stored0, decoded0, jumps0, stall0
                 stored0 = scrape_value(server.metrics_address, "framerelay_frames_stored_total")
+                decoded0 = scrape_value(server.metrics_address, "framerelay_packets_decoded_total") or 0
+                jumps0 = scrape_value(server.metrics_address, "framerelay_decoder_jumps_total") or 0
+                stall0 = cpu_stall_seconds()
                 server_cpu0, publisher_cpu0 = process_cpu_seconds(server.process.pid), process_cpu_seconds(process.pid)
                 consumer_cpu0, t0 = own_cpu_seconds(), time.monotonic()
             starter = threading.Timer(self.args.warmup, window_start)
@@ -305,9 +320,10 @@ class Bench:
                 frames, empty = consume(server.address, device, self.args.warmup, self.args.seconds)
             finally:
                 starter.cancel()
-            server_cpu1, publisher_cpu1, consumer_cpu1, t1 = (
+            server_cpu1, publisher_cpu1, consumer_cpu1, t1, stall1 = (
                 process_cpu_seconds(server.process.pid), process_cpu_seconds(process.pid), own_cpu_seconds(),
-                time.monotonic())
+                time.monotonic(), cpu_stall_seconds())
+            jumps = scrape_value(server.metrics_address, "framerelay_decoder_jumps_total") or 0
             decode_seconds = scrape_value(server.metrics_address, "framerelay_decode_seconds_total")
             decoded = scrape_value(server.metrics_address, "framerelay_packets_decoded_total")
             stored = scrape_value(server.metrics_address, "framerelay_frames_stored_total")
@@ -328,6 +344,9 @@ class Bench:
             "size": clip.size, "publisher": publisher, "frames_delivered": len(frames), "empty_answers": empty,
             "delivered_fps": len(frames) / self.args.seconds,
             "published_fps": (stored - stored0) / wall,
+            "decoded_fps": (decoded - decoded0) / wall if decoded is not None and decoded0 is not None else None,
+            "decoder_jumps": jumps - (jumps0 or 0),
+            "cpu_stalled_pct": None if stall0 is None or stall1 is None else (stall1 - stall0) / wall * 100,
             "skipped": sum(max(0, b - a - 1) for a, b in zip(packets, packets[1:])),
             "out_of_order": sum(1 for a, b in zip(packets, packets[1:]) if b <= a),
             "captured_p50_ms": percentile(captured_ms, 50), "captured_p99_ms": percentile(captured_ms, 99),
@@ -402,20 +421,22 @@ def render(args, clips, decodes, results, failures, started, loads):
                         f"{d['python_parse_ms']:.2f} ms" if d else "failed"))
     lines += [
         "",
-        f"{'size':<10}{'publisher':<13}{'frames':>7}{'fps':>6}{'pub.':>6}{'stored->delivered ms':>22}{'':>16}"
-        f"{'captured->deliv. ms':>21}{'ffmpeg':>8}{'server':>8}{'server':>8}{'pub.':>6}{'cons.':>7}",
-        f"{'':<10}{'':<13}{'':>7}{'':>6}{'fps':>6}{'p50':>22}{'p99':>16}{'p50':>11}{'p99':>10}{'decode':>8}{'decode':>8}"
-        f"{'CPU %':>8}{'CPU %':>6}{'CPU %':>7}",
+        f"{'size':<10}{'publisher':<13}{'frames':>7}{'fps':>6}{'pub.':>6}{'dec.':>6}{'stored->delivered ms':>22}{'':>16}"
+        f"{'captured->deliv. ms':>21}{'ffmpeg':>8}{'server':>8}{'server':>8}{'pub.':>6}{'cons.':>7}{'stall':>7}",
+        f"{'':<10}{'':<13}{'':>7}{'':>6}{'fps':>6}{'fps':>6}{'p50':>22}{'p99':>16}{'p50':>11}{'p99':>10}{'decode':>8}{'decode':>8}"
+        f"{'CPU %':>8}{'CPU %':>6}{'CPU %':>7}{'%':>7}",
     ]
     for r in results:
         lines.append(
             f"{r['size']:<10}{r['publisher']:<13}{r['frames_delivered']:>7}{r['delivered_fps']:>6.1f}"
-            f"{r['published_fps']:>6.1f}{bracket(r['stored_low_p50_ms'], r['stored_high_p50_ms']):>22}"
+            f"{r['published_fps']:>6.1f}{fmt(r['decoded_fps'], '.1f'):>6}{bracket(r['stored_low_p50_ms'], r['stored_high_p50_ms']):>22}"
             f"{bracket(r['stored_low_p99_ms'], r['stored_high_p99_ms']):>16}"
             f"{r['captured_p50_ms']:>11.1f}{r['captured_p99_ms']:>10.1f}{r['decode_ms']:>8.2f}"
             f"{fmt(r['server_decode_ms'], '.2f'):>8}{r['server_cpu_pct']:>8.0f}{r['publisher_cpu_pct']:>6.0f}"
-            f"{r['consumer_cpu_pct']:>7.0f}")
+            f"{r['consumer_cpu_pct']:>7.0f}{fmt(r['cpu_stalled_pct'], '.0f'):>7}")
         notes = []
+        if r["decoder_jumps"]:
+            notes.append(f"the live decoder fell behind and jumped to the newest keyframe {r['decoder_jumps']:.0f} times")
         if r["skipped"]:
             notes.append(f"{r['skipped']} frames published meanwhile were never delivered (newer ones were)")
         if r["out_of_order"]:
@@ -437,7 +458,9 @@ def render(args, clips, decodes, results, failures, started, loads):
         "(handed to grpcio). captured->delivered: delivered - VideoFrame.timestamp (ms resolution). "
         "ffmpeg decode: utime per frame, -threads 1, to bgr24; server decode: framerelay_decode_seconds_total / "
         "framerelay_packets_decoded_total (decode + conversion, thread CPU). fps: frames delivered per second; pub. fps: "
-        "frames stored per second. CPU: % of one core over the window (cons. = this Python consumer).",
+        "frames stored per second; dec. fps: packets the live decoder decoded per second. CPU: % of one core over the "
+        "window (cons. = this Python consumer); stall: share of the window in which some runnable task waited for "
+        "a CPU (/proc/pressure/cpu), near 0 on a quiet machine.",
         "",
         f"{'goal: stored -> consumer p99 <= decode + 5 ms':<48}{'p99 ms':>14}{'target':>9}  result",
     ]
