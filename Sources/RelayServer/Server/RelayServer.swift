@@ -147,6 +147,13 @@ public struct RelayServer: Sendable {
     config.http2.maxFrameSize = configuration.http2MaxFrameSize
     // The transport's default is no limit: one connection could open streams without end.
     config.http2.maxConcurrentStreams = configuration.maxStreamsPerConnection
+    // A peer that vanished in a partition (killed, powered off) leaves a connection TCP may take many
+    // minutes to give up on: pings find it (the transport's default waits 2 hours), and at shutdown a
+    // connection gets 5 s to close before it is closed, so SIGTERM never waits on a dead peer (seen after
+    // a 10-minute partition: the ServiceGroup's cancellation deadline passed and it aborted).
+    config.connection.keepalive.time = .seconds(60)
+    config.connection.keepalive.timeout = .seconds(20)
+    config.connection.maxGraceTime = .seconds(5)
     // Headroom over our own limit so oversized frames reach the ingest, which answers
     // RESOURCE_EXHAUSTED naming the limit; only messages over twice the limit stop in the transport.
     config.rpc.maxRequestPayloadSize = 2 * configuration.maxFrameBytes + (1 << 20)
