@@ -25,6 +25,9 @@ let package = Package(
   products: [
     .executable(name: "relay-server", targets: ["relay-server"]),
     .executable(name: "relay-client", targets: ["relay-client"]),
+    // Only for Tests/Fuzz (a separate package that links the decoders into libFuzzer harnesses).
+    .library(
+      name: "FrameRelayFuzzable", targets: ["RelayServer", "RelayCore", "RelayProtocol", "Media", "Settings", "Annotations"]),
   ],
   dependencies: [
     .package(url: "https://github.com/grpc/grpc-swift-2.git", from: "2.4.3"),
