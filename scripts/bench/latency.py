@@ -320,6 +320,9 @@ class Bench:
                 frames, empty = consume(server.address, device, self.args.warmup, self.args.seconds)
             finally:
                 starter.cancel()
+            with open(os.path.join(self.log_dir, f"{name}.delivered.jsonl"), "w") as f:
+                for delivered, packet, timestamp, *_ in frames:  # for a closer look at where the time goes
+                    f.write(json.dumps([delivered, packet, timestamp]) + "\n")
             server_cpu1, publisher_cpu1, consumer_cpu1, t1, stall1 = (
                 process_cpu_seconds(server.process.pid), process_cpu_seconds(process.pid), own_cpu_seconds(),
                 time.monotonic(), cpu_stall_seconds())
