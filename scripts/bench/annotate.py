@@ -80,6 +80,18 @@ def filesystem_of(path):
     return best
 
 
+def cpu_stall_seconds():
+    """Seconds in which some runnable task waited for a CPU (/proc/pressure/cpu, "some"), None without PSI."""
+    try:
+        with open("/proc/pressure/cpu") as f:
+            for line in f:
+                if line.startswith("some "):
+                    return int(line.rsplit("total=", 1)[1]) / 1e6
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
 def own_cpu_seconds():
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
@@ -177,8 +189,10 @@ def relay_run(args, name, children, scratch):
     server = relay.process
     children.append(server)
     try:
+        stall_before, stall_from = cpu_stall_seconds(), time.monotonic()
         ok, errors, latencies, wall, client_cpu, server_cpu = drive(
             relay.address, args.threads, args.seconds, args.calls, args.warmup_calls, server_pid=server.pid)
+        stall_after, stall_to = cpu_stall_seconds(), time.monotonic()
         stored = metric(relay.metrics_address, "framerelay_annotations_stored_total")
         if not server.alive():
             raise BenchError(f"relay-server exited with {server.returncode} during the run")
@@ -199,7 +213,9 @@ def relay_run(args, name, children, scratch):
     return {"calls": ok, "rate": ok / wall, "p50": percentile(latencies, 50) * 1000,
             "p99": percentile(latencies, 99) * 1000, "client_cpu": client_cpu / wall,
             "server_cpu": None if server_cpu is None else server_cpu / wall,
-            "server_ms_per_call": None if server_cpu is None else server_cpu / ok * 1000, "notes": notes}
+            "server_ms_per_call": None if server_cpu is None else server_cpu / ok * 1000, "notes": notes,
+            # Over the whole relay run (warm-up included): how busy the machine was meanwhile.
+            "stall": None if stall_before is None or stall_after is None else (stall_after - stall_before) / (stall_to - stall_from)}
 
 
 def baseline_run(args, name, scratch):
@@ -288,6 +304,10 @@ def render(args, results, failures, started, filesystem):
     else:
         lines.append(f"goal, {GOAL_THREADS} clients: ≥ {GOAL_CALLS_PER_S:,} durable calls/s and ≤ "
                      f"{GOAL_SERVER_CPU_MS_PER_CALL} ms server CPU per call: n/a (the relay case failed)")
+    stalls = [r["stall"] for r in (relay or []) if r.get("stall") is not None]
+    if stalls:
+        lines.append("CPU pressure during the relay runs (share of the time some runnable task waited for a CPU, "
+                     "/proc/pressure/cpu; near 0% on a quiet machine): " + ", ".join(f"{v:.0%}" for v in stalls))
     lines.append("(client CPU near 100% per core means the Python clients, not the server, set the pace; "
                  "server CPU: utime+stime of relay-server over the measured calls, per call = that / calls)")
     return "\n".join(lines) + "\n"
