@@ -304,13 +304,15 @@ class Bench:
                     raise BenchError(f"{publisher} publisher: no frame stored within 30 s: {process.tail(lines=3)}")
                 time.sleep(0.2)
             server_cpu0 = publisher_cpu0 = consumer_cpu0 = t0 = stored0 = decoded0 = jumps0 = stall0 = None
+            decode_s0 = None
             result = {}
 
             def window_start():
-                nonlocal server_cpu0, publisher_cpu0, consumer_cpu0, t0, stored0, decoded0, jumps0, stall0
+                nonlocal server_cpu0, publisher_cpu0, consumer_cpu0, t0, stored0, decoded0, jumps0, stall0, decode_s0
                 stored0 = scrape_value(server.metrics_address, "framerelay_frames_stored_total")
                 decoded0 = scrape_value(server.metrics_address, "framerelay_packets_decoded_total") or 0
                 jumps0 = scrape_value(server.metrics_address, "framerelay_decoder_jumps_total") or 0
+                decode_s0 = scrape_value(server.metrics_address, "framerelay_decode_seconds_total") or 0
                 stall0 = cpu_stall_seconds()
                 server_cpu0, publisher_cpu0 = process_cpu_seconds(server.process.pid), process_cpu_seconds(process.pid)
                 consumer_cpu0, t0 = own_cpu_seconds(), time.monotonic()
@@ -350,6 +352,10 @@ class Bench:
             "decoded_fps": (decoded - decoded0) / wall if decoded is not None and decoded0 is not None else None,
             "decoder_jumps": jumps - (jumps0 or 0),
             "cpu_stalled_pct": None if stall0 is None or stall1 is None else (stall1 - stall0) / wall * 100,
+            # relay-server's CPU in the window that was not decoding (ingest, hand-offs, serializing and
+            # writing the answers), per frame delivered.
+            "server_other_ms_per_frame": ((server_cpu1 - server_cpu0) - ((decode_seconds or 0) - (decode_s0 or 0)))
+            / len(frames) * 1000,
             "skipped": sum(max(0, b - a - 1) for a, b in zip(packets, packets[1:])),
             "out_of_order": sum(1 for a, b in zip(packets, packets[1:]) if b <= a),
             "captured_p50_ms": percentile(captured_ms, 50), "captured_p99_ms": percentile(captured_ms, 99),
@@ -425,9 +431,10 @@ def render(args, clips, decodes, results, failures, started, loads):
     lines += [
         "",
         f"{'size':<10}{'publisher':<13}{'frames':>7}{'fps':>6}{'pub.':>6}{'dec.':>6}{'stored->delivered ms':>22}{'':>16}"
-        f"{'captured->deliv. ms':>21}{'ffmpeg':>8}{'server':>8}{'server':>8}{'pub.':>6}{'cons.':>7}{'stall':>7}",
+        f"{'captured->deliv. ms':>21}{'ffmpeg':>8}{'server':>8}{'server':>8}{'server':>8}{'pub.':>6}{'cons.':>7}"
+        f"{'stall':>7}",
         f"{'':<10}{'':<13}{'':>7}{'':>6}{'fps':>6}{'fps':>6}{'p50':>22}{'p99':>16}{'p50':>11}{'p99':>10}{'decode':>8}{'decode':>8}"
-        f"{'CPU %':>8}{'CPU %':>6}{'CPU %':>7}{'%':>7}",
+        f"{'CPU %':>8}{'other':>8}{'CPU %':>6}{'CPU %':>7}{'%':>7}",
     ]
     for r in results:
         lines.append(
@@ -435,7 +442,8 @@ def render(args, clips, decodes, results, failures, started, loads):
             f"{r['published_fps']:>6.1f}{fmt(r['decoded_fps'], '.1f'):>6}{bracket(r['stored_low_p50_ms'], r['stored_high_p50_ms']):>22}"
             f"{bracket(r['stored_low_p99_ms'], r['stored_high_p99_ms']):>16}"
             f"{r['captured_p50_ms']:>11.1f}{r['captured_p99_ms']:>10.1f}{r['decode_ms']:>8.2f}"
-            f"{fmt(r['server_decode_ms'], '.2f'):>8}{r['server_cpu_pct']:>8.0f}{r['publisher_cpu_pct']:>6.0f}"
+            f"{fmt(r['server_decode_ms'], '.2f'):>8}{r['server_cpu_pct']:>8.0f}{r['server_other_ms_per_frame']:>8.2f}"
+            f"{r['publisher_cpu_pct']:>6.0f}"
             f"{r['consumer_cpu_pct']:>7.0f}{fmt(r['cpu_stalled_pct'], '.0f'):>7}")
         notes = []
         if r["decoder_jumps"]:
@@ -460,7 +468,8 @@ def render(args, clips, decodes, results, failures, started, loads):
         "from delivered - (ack written, Ack.server_time_ms + 1 ms, or ack arrived if earlier) to delivered - "
         "(handed to grpcio). captured->delivered: delivered - VideoFrame.timestamp (ms resolution). "
         "ffmpeg decode: utime per frame, -threads 1, to bgr24; server decode: framerelay_decode_seconds_total / "
-        "framerelay_packets_decoded_total (decode + conversion, thread CPU). fps: frames delivered per second; pub. fps: "
+        "framerelay_packets_decoded_total (decode + conversion, thread CPU, ms); server other: relay-server's CPU in the "
+        "window minus its decoding, per frame delivered (ingest, hand-offs, serializing and writing answers), ms. fps: frames delivered per second; pub. fps: "
         "frames stored per second; dec. fps: packets the live decoder decoded per second. CPU: % of one core over the "
         "window (cons. = this Python consumer); stall: share of the window in which some runnable task waited for "
         "a CPU (/proc/pressure/cpu), near 0 on a quiet machine.",
