@@ -19,7 +19,6 @@ import datetime
 import itertools
 import os
 import platform
-import resource
 import shutil
 import sqlite3
 import statistics
@@ -32,6 +31,7 @@ import uuid
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 import framerelay_support  # noqa: E402
 from framerelay_support import ProcessError, metric_value, percentile, process_cpu_seconds  # noqa: E402
+from framerelay_support import cpu_stall_seconds, own_cpu_seconds  # noqa: E402
 
 REPO = str(framerelay_support.REPO)
 framerelay_support.add_stubs_to_path()
@@ -78,23 +78,6 @@ def filesystem_of(path):
     except OSError:
         pass
     return best
-
-
-def cpu_stall_seconds():
-    """Seconds in which some runnable task waited for a CPU (/proc/pressure/cpu, "some"), None without PSI."""
-    try:
-        with open("/proc/pressure/cpu") as f:
-            for line in f:
-                if line.startswith("some "):
-                    return int(line.rsplit("total=", 1)[1]) / 1e6
-    except (OSError, ValueError, IndexError):
-        pass
-    return None
-
-
-def own_cpu_seconds():
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
 
 
 def metric(address, name):

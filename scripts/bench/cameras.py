@@ -41,6 +41,7 @@ import urllib.request
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 import framerelay_support  # noqa: E402
 from framerelay_support import ProcessError, memory_kib, percentile, process_cpu_seconds  # noqa: E402
+from framerelay_support import cpu_stall_seconds, load_average  # noqa: E402
 from clips import make_clip  # noqa: E402
 from ingest import Children, summary_from  # noqa: E402
 
@@ -88,23 +89,6 @@ def system_busy_seconds():
     with open("/proc/stat") as f:
         fields = [int(x) for x in f.readline().split()[1:]]
     return (sum(fields[:8]) - fields[3] - fields[4]) / CLK_TCK
-
-
-def cpu_stall_seconds():
-    """Seconds in which some runnable task waited for a CPU (/proc/pressure/cpu, "some"), None without PSI."""
-    try:
-        with open("/proc/pressure/cpu") as f:
-            for line in f:
-                if line.startswith("some "):
-                    return int(line.rsplit("total=", 1)[1]) / 1e6
-    except (OSError, ValueError, IndexError):
-        pass
-    return None
-
-
-def load_average():
-    with open("/proc/loadavg") as f:
-        return " ".join(f.read().split()[:3])
 
 
 def cpu_of(pids):

@@ -33,7 +33,6 @@ import os
 import platform
 import queue
 import re
-import resource
 import statistics
 import subprocess
 import sys
@@ -45,6 +44,7 @@ import urllib.request
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 import framerelay_support  # noqa: E402
 from framerelay_support import ProcessError, percentile, process_cpu_seconds  # noqa: E402
+from framerelay_support import cpu_stall_seconds, load_average, own_cpu_seconds  # noqa: E402
 from clips import access_units, make_clip  # noqa: E402
 
 REPO = str(framerelay_support.REPO)
@@ -62,28 +62,6 @@ class BenchError(Exception):
 
 def log(text):
     print(f"bench-latency: {text}", file=sys.stderr, flush=True)
-
-
-def cpu_stall_seconds():
-    """Seconds in which some runnable task waited for a CPU (/proc/pressure/cpu, "some"), None without PSI."""
-    try:
-        with open("/proc/pressure/cpu") as f:
-            for line in f:
-                if line.startswith("some "):
-                    return int(line.rsplit("total=", 1)[1]) / 1e6
-    except (OSError, ValueError, IndexError):
-        pass
-    return None
-
-
-def load_average():
-    with open("/proc/loadavg") as f:
-        return " ".join(f.read().split()[:3])
-
-
-def own_cpu_seconds():
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
 
 
 def scrape_value(address, name):
