@@ -40,6 +40,12 @@ def test_server_and_client_metrics_agree_with_the_summary(start_server, processe
     assert series(text, "framerelay_consumer_wait_seconds_count") >= 5
     assert series(text, "framerelay_consumer_response_seconds_count") >= 5
     assert series(text, "framerelay_decode_duration_seconds_count") > 0
+    # The server's share of live latency: each picture answered was stored, decoded, then written.
+    answered = series(text, "framerelay_consumer_frame_age_seconds_count")
+    assert answered >= 5
+    assert 0 < series(text, "framerelay_consumer_frame_age_seconds_sum") / answered < 2
+    assert series(text, "framerelay_decode_lag_seconds_count") >= answered
+    assert series(text, "framerelay_consumer_frame_age_seconds_bucket", le="0.003") is not None  # ours, not the default
     assert series(text, "framerelay_ack_latency_seconds_count", protocol="native") > 0
     assert client.wait(20) == 0, client.tail()
     summary = json.loads([l for l in client.stdout().splitlines() if '"event":"summary"' in l][-1])

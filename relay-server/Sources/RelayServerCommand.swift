@@ -163,7 +163,7 @@ struct RelayServerCommand: AsyncParsableCommand {
     let configuration = settings.configuration
     settings.logFormat.bootstrap()
     let prometheus = PrometheusCollectorRegistry()
-    MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: prometheus))
+    MetricsSystem.bootstrap(RelayServer.metricsFactory(registry: prometheus))
     let logger = {
       var logger = Logger(label: "relay-server")
       logger.logLevel = settings.logLevel

@@ -31,6 +31,11 @@ struct ImageService: Chrys_Cloud_Videostreaming_V1beta1_Image.SimpleServiceProto
   /// VideoLatestImage: how long a request waited for a frame, and how long until its answer was written.
   private let consumerWait = Metrics.Timer(label: "framerelay_consumer_wait_seconds")
   private let consumerResponse = Metrics.Timer(label: "framerelay_consumer_response_seconds")
+  private let frameAge = Metrics.Timer(label: ImageService.frameAgeLabel)
+
+  /// A picture's packet stored -> its answer handed to the transport (the server's share of a live
+  /// consumer's latency).
+  static let frameAgeLabel = "framerelay_consumer_frame_age_seconds"
 
   /// Required by SimpleServiceProtocol; `ImageAPI` registers `latestImagesSerialized` in its place.
   func videoLatestImage(
@@ -80,6 +85,9 @@ struct ImageService: Chrys_Cloud_Videostreaming_V1beta1_Image.SimpleServiceProto
             consumerWait.recordNanoseconds(Int64(WallClock.monotonicNs() - arrived))
             if let frame { cursors.advance(key, to: frame.packetIndex) }
             try await send(frame, entry.stream.id)
+            if let frame, frame.storedNs > 0 {
+              frameAge.recordNanoseconds(Int64(truncatingIfNeeded: WallClock.monotonicNs() &- frame.storedNs))
+            }
           }
         }
       }

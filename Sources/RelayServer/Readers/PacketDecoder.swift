@@ -94,7 +94,8 @@ struct PacketDecoder {
       packetIndex: source.index, sequence: source.sequence, keyframeSequence: keyframeSequence,
       bgr24: try converter.bgr24(picture), width: picture.width, height: picture.height,
       timestampMs: source.timestampMs, pts: picture.pts, dts: source.dts, isKeyframe: picture.isKeyframe,
-      pictureType: picture.pictureType, isCorrupt: picture.isCorrupt, codec: source.codec)
+      pictureType: picture.pictureType, isCorrupt: picture.isCorrupt, codec: source.codec,
+      storedNs: source.storedNs, decodedNs: WallClock.monotonicNs())
   }
 }
 

@@ -147,7 +147,7 @@ final class DeviceStream: Sendable {
         StoredPacket(
           index: state.nextIndex, sequence: arrival.sequence, data: arrival.data, pts: arrival.pts,
           dts: arrival.dts, isKeyframe: arrival.isKeyframe, timestampMs: arrival.timestampMs,
-          followsGap: arrival.followsGap, codec: codec))
+          followsGap: arrival.followsGap, storedNs: WallClock.monotonicNs(), codec: codec))
       state.nextIndex += 1
       state.counters.framesStored += 1
       state.counters.bytesStored += arrival.data.count

@@ -15,6 +15,9 @@ struct StoredPacket: Sendable {
   var timestampMs: Int64
   /// The client dropped frames right before this one (it is then a keyframe): decoders start afresh.
   var followsGap: Bool = false
+  /// When the ring took it (monotonic ns; 0 for packets read back from recordings): consumer latency
+  /// is measured from here.
+  var storedNs: UInt64 = 0
   /// The codec these bytes are in; changes only with a new hello.
   var codec: CodecConfiguration
 }

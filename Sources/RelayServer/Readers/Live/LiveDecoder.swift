@@ -74,7 +74,10 @@ final class LiveDecoder: Sendable {
         }
         for packet in packets {
           if decoder.willReopen(for: packet.codec) { stream.frames.begin(run: run) }  // no stale size or codec
-          for frame in decoder.decode(packet) { stream.frames.publish(frame, run: run) }
+          for frame in decoder.decode(packet) {
+            stream.frames.publish(frame, run: run)
+            metrics.recordReady(frame)
+          }
         }
       }
     }

@@ -15,4 +15,8 @@ struct LiveFrame: Sendable {
   var pictureType: String
   var isCorrupt: Bool
   var codec: CodecConfiguration
+  /// The packet's `storedNs` and when its picture was ready (monotonic ns): the server's share of a
+  /// consumer's latency (framerelay_decode_lag_seconds, framerelay_consumer_frame_age_seconds).
+  var storedNs: UInt64
+  var decodedNs: UInt64
 }
