@@ -97,7 +97,7 @@ let package = Package(
     .testTarget(name: "RelayCoreTests", dependencies: ["RelayCore"]),
     .testTarget(name: "SettingsTests", dependencies: ["Settings"]),
     .testTarget(name: "MediaTests", dependencies: ["Media"]),
-    .testTarget(name: "RelayServerTests", dependencies: ["RelayServer", "RelayCore", "Media"]),
+    .testTarget(name: "RelayServerTests", dependencies: ["RelayServer", "RelayCore", "Media", swiftProtobuf]),
     .testTarget(name: "AnnotationsTests", dependencies: ["Annotations", "RelayProtocol"]),
     .testTarget(name: "RelayClientTests", dependencies: ["RelayClient", "RelayCore"]),
   ]

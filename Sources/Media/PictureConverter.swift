@@ -7,6 +7,7 @@ import Foundation
 /// for the last source and target seen. One thread at a time.
 public final class PictureConverter {
   private var scaler: OpaquePointer?
+  private let buffers = PictureBuffers()
   private var key: (width: Int32, height: Int32, format: Int32, toWidth: Int32, toHeight: Int32, toFormat: Int32) =
     (0, 0, -1, 0, 0, -1)
 
@@ -48,18 +49,22 @@ public final class PictureConverter {
         operation: "convert to \(name)", message: "no scaler from \(wanted.0)x\(wanted.1) format \(wanted.2) to \(width)x\(height)")
     }
     let count = Int(av_image_get_buffer_size(format, Int32(width), Int32(height), 1))
-    // Uninitialised on purpose: swscale writes every byte, and zero-filling megabytes per frame first
-    // (as Data(count:) does) cost about a tenth of replay decoding.
-    guard count > 0, let bytes = malloc(count) else {
-      throw MediaError(operation: "convert to \(name)", message: "out of memory for \(count) bytes")
+    guard count > 0 else {
+      throw MediaError(operation: "convert to \(name)", message: "no picture of \(width)x\(height) in \(name)")
     }
-    var planes: [UnsafeMutablePointer<UInt8>?] = [nil, nil, nil, nil]
-    var strides: [Int32] = [0, 0, 0, 0]
-    av_image_fill_arrays(&planes, &strides, bytes.assumingMemoryBound(to: UInt8.self), format, Int32(width), Int32(height), 1)
-    let rows = sws_scale(scaler, cff_frame_data(frame), cff_frame_linesize(frame), 0, wanted.1, &planes, &strides)
-    let output = Data(bytesNoCopy: bytes, count: count, deallocator: .free)
-    if rows != Int32(height) {
-      throw MediaError(operation: "convert to \(name)", message: "converted \(rows) of \(height) rows")
+    // Uninitialised on purpose: swscale writes every byte, and zero-filling megabytes per frame first
+    // (as Data(count:) does) cost about a tenth of replay decoding. Reused: see PictureBuffers.
+    let output = try buffers.data(count: count) { bytes throws(MediaError) in
+      var planes: [UnsafeMutablePointer<UInt8>?] = [nil, nil, nil, nil]
+      var strides: [Int32] = [0, 0, 0, 0]
+      av_image_fill_arrays(&planes, &strides, bytes.assumingMemoryBound(to: UInt8.self), format, Int32(width), Int32(height), 1)
+      let rows = sws_scale(scaler, cff_frame_data(frame), cff_frame_linesize(frame), 0, wanted.1, &planes, &strides)
+      if rows != Int32(height) {
+        throw MediaError(operation: "convert to \(name)", message: "converted \(rows) of \(height) rows")
+      }
+    }
+    guard let output else {
+      throw MediaError(operation: "convert to \(name)", message: "out of memory for \(count) bytes")
     }
     return output
   }

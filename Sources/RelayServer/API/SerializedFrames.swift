@@ -1,6 +1,7 @@
 import Foundation
 import GRPCCore
 import GRPCProtobuf
+import Media
 import RelayCore
 import RelayProtocol
 import SwiftProtobuf
@@ -22,7 +23,8 @@ struct SerializedVideoFrameSerializer: MessageSerializer {
 
 /// The last picture each device served, serialized once: a thousand consumers of one camera cost one
 /// serialization per picture, not a thousand. Costs one more copy of a picture per device consumed
-/// (devices are bounded by --max-devices).
+/// (devices are bounded by --max-devices), written into a reused buffer (see PictureBuffers), and the
+/// one buffer kept free for the next picture; both go once a device has not been asked for `idleAfter`.
 final class SerializedFrames: Sendable {
   private struct Key: Equatable {
     var packetIndex: UInt64
@@ -30,14 +32,92 @@ final class SerializedFrames: Sendable {
     var timestampMs: Int64
   }
 
-  private let last = Mutex<[DeviceID: (key: Key, frame: SerializedVideoFrame)]>([:])
+  private struct Served {
+    var key: Key
+    var frame: SerializedVideoFrame
+    var buffers: PictureBuffers
+    var servedNs: UInt64
+  }
+
+  private struct State {
+    var devices: [DeviceID: Served] = [:]
+    var nextSweepNs: UInt64 = 0
+  }
+
+  private let state = Mutex(State())
+  private let idleAfterNs: UInt64
+
+  init(idleAfter: Duration = .seconds(30)) {
+    let (seconds, attoseconds) = idleAfter.components
+    idleAfterNs = UInt64(max(0, seconds)) * 1_000_000_000 + UInt64(max(0, attoseconds) / 1_000_000_000)
+  }
 
   func serialized(_ frame: LiveFrame, device: DeviceID) -> SerializedVideoFrame {
     let key = Key(packetIndex: frame.packetIndex, sequence: frame.sequence, timestampMs: frame.timestampMs)
-    if let cached = last.withLock({ $0[device] }), cached.key == key { return cached.frame }
+    let now = WallClock.monotonicNs()
+    let (cached, pool) = state.withLock { state -> (SerializedVideoFrame?, PictureBuffers?) in
+      guard var entry = state.devices[device] else { return (nil, nil) }
+      entry.servedNs = now
+      state.devices[device] = entry
+      return (entry.key == key ? entry.frame : nil, entry.buffers)
+    }
+    if let cached { return cached }
     // Made outside the lock; two consumers racing for a new picture may both make it, once each.
-    let made = SerializedVideoFrame(bytes: (try? VideoFrame(frame, device: device).serializedData()) ?? Data())
-    last.withLock { $0[device] = (key, made) }
+    let buffers = pool ?? PictureBuffers(keep: 1)
+    let made = SerializedVideoFrame(bytes: (try? Self.wireFormat(VideoFrame(frame, device: device), into: buffers)) ?? Data())
+    let idle = idleAfterNs
+    state.withLock { state in
+      state.devices[device] = Served(key: key, frame: made, buffers: buffers, servedNs: now)
+      guard now >= state.nextSweepNs else { return }
+      state.devices = state.devices.filter { now &- $0.value.servedNs < idle }  // no one asks for them any more
+      state.nextSweepNs = now + min(idle, 1_000_000_000)
+    }
+    return made
+  }
+
+  /// Devices with a serialized picture kept (for tests).
+  var devicesKept: Int { state.withLock { $0.devices.count } }
+}
+
+extension SerializedFrames {
+  /// `frame` in protobuf's wire format, byte for byte what SwiftProtobuf writes (fields in number order),
+  /// with the picture (field 3, `data`) copied once straight into an uninitialised buffer: SwiftProtobuf
+  /// would zero-fill a fresh buffer first and then copy.
+  static func wireFormat(_ frame: VideoFrame, into pool: PictureBuffers) throws -> Data {
+    var head = VideoFrame()  // fields 1 and 2
+    head.width = frame.width
+    head.height = frame.height
+    var tail = frame  // fields 4 to 17
+    tail.width = 0
+    tail.height = 0
+    tail.data = Data()
+    let headBytes: [UInt8] = try head.serializedBytes()
+    let tailBytes: [UInt8] = try tail.serializedBytes()
+    let picture = frame.data
+    var dataHeader: [UInt8] = []
+    if !picture.isEmpty {  // proto3 leaves an empty bytes field out
+      dataHeader.append(3 << 3 | 2)  // field 3, length-delimited
+      var length = UInt64(picture.count)
+      while length >= 0x80 {
+        dataHeader.append(UInt8(truncatingIfNeeded: length) | 0x80)
+        length >>= 7
+      }
+      dataHeader.append(UInt8(length))
+    }
+    let count = headBytes.count + dataHeader.count + picture.count + tailBytes.count
+    let made = pool.data(count: count) { bytes in
+      var offset = 0
+      func put(_ part: UnsafeRawBufferPointer) {
+        guard let source = part.baseAddress, !part.isEmpty else { return }
+        (bytes + offset).copyMemory(from: source, byteCount: part.count)
+        offset += part.count
+      }
+      headBytes.withUnsafeBytes(put)
+      dataHeader.withUnsafeBytes(put)
+      picture.withUnsafeBytes(put)
+      tailBytes.withUnsafeBytes(put)
+    }
+    guard let made else { throw RPCError(code: .resourceExhausted, message: "out of memory for a \(count)-byte VideoFrame") }
     return made
   }
 }
