@@ -53,10 +53,13 @@ let package = Package(
   targets: [
     .target(name: "RelayProtocol", dependencies: ["RelayCore", grpcCore, grpcProtobuf, swiftProtobuf]),
     .systemLibrary(name: "CFFmpeg", pkgConfig: "libavformat", providers: [
-      .apt(["libavformat-dev", "libavcodec-dev", "libavdevice-dev", "libswscale-dev", "libavutil-dev"]),
+      .apt(["libavformat-dev", "libavcodec-dev", "libswscale-dev", "libavutil-dev"]),
     ]),
+    .systemLibrary(name: "CFFmpegDevices", pkgConfig: "libavdevice", providers: [.apt(["libavdevice-dev"])]),
     .systemLibrary(name: "CV4L2"),
     .target(name: "Media", dependencies: ["CFFmpeg", "CV4L2"]),
+    // v4l2 and lavfi inputs (cameras, the test pattern): the capturing side only.
+    .target(name: "MediaDevices", dependencies: ["Media", "CFFmpegDevices"]),
     .target(name: "RelayCore"),
     .target(name: "LogOutput", dependencies: [logging]),
     .target(name: "Settings", dependencies: [
@@ -79,7 +82,7 @@ let package = Package(
     .target(
       name: "RelayClient",
       dependencies: [
-        "RelayCore", "RelayProtocol", "Media", "CZlib", grpcCore, grpcTransport, logging, serviceLifecycle, nioSSL, x509,
+        "RelayCore", "RelayProtocol", "Media", "MediaDevices", "CZlib", grpcCore, grpcTransport, logging, serviceLifecycle, nioSSL, x509,
         metrics, .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"),
       ]),
     .executableTarget(
@@ -96,7 +99,7 @@ let package = Package(
       path: "relay-client/Sources"),
     .testTarget(name: "RelayCoreTests", dependencies: ["RelayCore"]),
     .testTarget(name: "SettingsTests", dependencies: ["Settings"]),
-    .testTarget(name: "MediaTests", dependencies: ["Media"]),
+    .testTarget(name: "MediaTests", dependencies: ["Media", "MediaDevices"]),
     .testTarget(name: "RelayServerTests", dependencies: ["RelayServer", "RelayCore", "Media", swiftProtobuf]),
     .testTarget(name: "AnnotationsTests", dependencies: ["Annotations", "RelayProtocol"]),
     .testTarget(name: "RelayClientTests", dependencies: ["RelayClient", "RelayCore"]),

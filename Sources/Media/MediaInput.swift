@@ -26,7 +26,11 @@ public final class MediaInput {
     var inputFormat: UnsafePointer<AVInputFormat>? = nil
     if let format {
       inputFormat = av_find_input_format(format)
-      if inputFormat == nil { throw MediaError(operation: "open \(url)", message: "unknown input format \(format)") }
+      if inputFormat == nil {
+        throw MediaError(
+          operation: "open \(url)",
+          message: "unknown input format \(format)" + (["v4l2", "lavfi"].contains(format) ? " (MediaDevices.register() makes it known)" : ""))
+      }
     }
     var dictionary: OpaquePointer? = nil
     defer { av_dict_free(&dictionary) }

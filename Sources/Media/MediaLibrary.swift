@@ -1,10 +1,10 @@
 import CFFmpeg
 
-/// One-time FFmpeg set-up: network protocols for RTSP, devices for v4l2 and lavfi, quieter logs.
+/// One-time FFmpeg set-up: network protocols for RTSP, quieter logs. Device inputs (v4l2, lavfi) are
+/// MediaDevices' own, for the capturing side.
 public enum MediaLibrary {
   private static let setUpOnce: Void = {
     avformat_network_init()
-    avdevice_register_all()
     av_log_set_level(AV_LOG_ERROR)
   }()
 

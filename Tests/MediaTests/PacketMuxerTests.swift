@@ -1,5 +1,6 @@
 import Foundation
 import Media
+import MediaDevices
 import Testing
 
 @Suite struct PacketMuxerTests {

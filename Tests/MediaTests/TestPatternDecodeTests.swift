@@ -1,5 +1,6 @@
 import Foundation
 import Media
+import MediaDevices
 import Testing
 
 /// Real FFmpeg end to end inside the Media room: lavfi testsrc2 → libx264 → our decoder → bgr24.

@@ -1,5 +1,6 @@
 import Foundation
 import Media
+import MediaDevices
 import RelayCore
 
 /// An opened source. Blocking: lives on the capture thread.
@@ -22,6 +23,7 @@ extension SourceSpec {
       if let rate = camera.frameRate { options["framerate"] = "\(rate)" }
       let input: MediaInput
       do {
+        MediaDevices.register()
         input = try MediaInput(url: camera.path, format: "v4l2", options: options, interrupt: interrupt)
       } catch {
         throw camera.explain(error)
