@@ -96,9 +96,10 @@ public func fuzz(_ start: UnsafeRawPointer?, _ count: Int) -> CInt {
     pieces.removeFirst(2)
   }
   let named = flags & 1 == 1
+  let requests = pieces  // a constant for the concurrently running call
   Fuzz.block {
     do {
-      try await Access.$grant.withValue(grant) { try await call(method, pieces, named: named, fixture) }
+      try await Access.$grant.withValue(grant) { try await call(method, requests, named: named, fixture) }
     } catch {
       // A refusal is an answer; only crashes, hangs and broken invariants are findings.
     }
