@@ -13,6 +13,19 @@ public enum LargeAllocations {
     #endif
   }
 
+  /// Gives the pages of freed heap memory back to the system (glibc's malloc_trim). Blocks under the
+  /// mmap threshold (answers of a crowd of consumers, bursts of small frames) are freed into their arena
+  /// and stay resident, so RSS keeps the high-water mark of the worst burst since the start (a soak
+  /// measured a 9 MiB step that never went away). Returns whether memory was released.
+  @discardableResult
+  public static func returnFreedMemory() -> Bool {
+    #if os(Linux)
+    return glibcMallocTrim(0) == 1
+    #else
+    return false
+    #endif
+  }
+
   /// M_MMAP_THRESHOLD and M_ARENA_MAX in <malloc.h>, which the Glibc module does not import.
   private static let mmapThreshold: Int32 = -3
   private static let arenaMax: Int32 = -8
@@ -21,4 +34,7 @@ public enum LargeAllocations {
 #if os(Linux)
 @_silgen_name("mallopt")
 private func glibcMallopt(_ parameter: Int32, _ value: Int32) -> Int32
+
+@_silgen_name("malloc_trim")
+private func glibcMallocTrim(_ pad: Int) -> Int32
 #endif

@@ -82,6 +82,7 @@ public struct RelayServer: Sendable {
     parts.append(("recordings", RecordingsService(recordings: recordings)))
     parts.append(("rtmp-passthroughs", ProxiesService(proxies: proxies)))
     parts.append(("live-decoders", LiveDecodersService(registry: registry)))
+    parts.append(("memory-trimmer", MemoryTrimmer()))
     if let metrics = configuration.metricsListen {
       let scrape = MetricsScrape(
         prometheus: prometheus, registry: registry, cursors: cursors, outbox: outbox,

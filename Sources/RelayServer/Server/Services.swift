@@ -94,6 +94,22 @@ struct LiveDecodersService: Service {
   }
 }
 
+/// Every `interval`, freed heap memory goes back to the system (LargeAllocations.returnFreedMemory), so
+/// RSS follows what is in use rather than the worst burst so far. A trim walks malloc's free lists: a
+/// few milliseconds for hundreds of MiB, on a thread of the cooperative pool.
+struct MemoryTrimmer: Service {
+  var interval: Duration = .seconds(10)
+
+  func run() async throws {
+    try? await cancelWhenGracefulShutdown {
+      while true {
+        try await Task.sleep(for: interval)
+        LargeAllocations.returnFreedMemory()
+      }
+    }
+  }
+}
+
 /// A non-loopback address served without TLS or authentication (--insecure): said at start and every hour.
 struct InsecureWarning: Service {
   let logger: Logger
