@@ -83,11 +83,27 @@ public final class Settings {
     }
   }
 
-  public func double(_ key: String, flag: Double?, default fallback: Double, atLeast minimum: Double = 0, orMore inclusive: Bool = false) -> Double {
-    let allowed = inclusive ? "a number of at least \(minimum)" : "a number above \(minimum)"
+  /// Every number setting is seconds or a size; `maximum` keeps `inf`, `1e300` and the like out, which
+  /// the programs would otherwise turn into a crash converting them to whole milliseconds (found by
+  /// fuzzing: Tests/Fuzz/Regressions/settings).
+  public func double(
+    _ key: String, flag: Double?, default fallback: Double, atLeast minimum: Double = 0, orMore inclusive: Bool = false,
+    atMost maximum: Double = Settings.largestNumber
+  ) -> Double {
+    let lower = inclusive ? "at least \(Self.describe(minimum))" : "above \(Self.describe(minimum))"
+    let allowed = "a number \(lower) and at most \(Self.describe(maximum))"
     return value(key, flag: flag.map { "\($0)" }, default: fallback, allowed: allowed) { text in
-      Double(text).flatMap { (inclusive ? $0 >= minimum : $0 > minimum) ? $0 : nil }
+      Double(text).flatMap { number in
+        (inclusive ? number >= minimum : number > minimum) && number <= maximum ? number : nil  // nan fails both
+      }
     }
+  }
+
+  /// 10^9: about 31 years in seconds, a billion bytes or frames; its milliseconds still fit an Int.
+  public static let largestNumber: Double = 1_000_000_000
+
+  private static func describe(_ number: Double) -> String {
+    number == number.rounded() && abs(number) < 1e15 ? String(Int64(number)) : "\(number)"
   }
 
   public func bool(_ key: String, flag: Bool?, default fallback: Bool) -> Bool {

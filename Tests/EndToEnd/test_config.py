@@ -92,6 +92,25 @@ def test_an_invalid_file_is_one_line_per_problem_and_exit_2(tmp_path):
     assert len(lines) == 4, f"one line per problem (the --listen flag overrides the file's bad listen): {lines}"
 
 
+def test_numbers_too_large_or_not_finite_are_problems_not_crashes(tmp_path):
+    """Fuzzing (Tests/Fuzz/Regressions/settings) found relay-server trapping on a huge decoder.idle_seconds:
+    seconds are turned into whole milliseconds. A file, a flag and the client's --duration."""
+    settings = tmp_path / "server.yaml"
+    settings.write_text("decoder:\n  idle_seconds: 106666666666666666666666666666666666666666666666666666666666\n"
+                        "ring:\n  max_seconds: inf\n")
+    lines = problems(run([support.RELAY_SERVER, "--config", settings, "--listen", "127.0.0.1:0",
+                          "--tls-reload-seconds", "1e300"]))
+    text = "\n".join(lines)
+    assert re.search(r"server\.yaml:2: decoder\.idle_seconds: \"10666+\" is not a number above 0 and at most "
+                     r"1000000000", text), text
+    assert re.search(r"server\.yaml:4: ring\.max_seconds: \"inf\" is not a number", text), text
+    assert re.search(r"--tls-reload-seconds: \"1e\+300\" is not a number", text), text
+    assert len(lines) == 3, lines
+    client = problems(run([support.RELAY_CLIENT, "publish", "--server", "127.0.0.1:1", "--device", "d",
+                           "--test-pattern", "--duration", "nan"]))
+    assert client == ['relay-client: --duration: "nan" is not a number at least 0 and at most 1000000000'], client
+
+
 def test_a_bad_environment_variable_is_named(tmp_path):
     result = run([support.RELAY_SERVER, "--print-config"], env={"FRAMERELAY_RING_MAX_BYTES": "-5"})
     assert problems(result) == ['relay-server: FRAMERELAY_RING_MAX_BYTES: "-5" is not a whole number of at least 1']

@@ -25,6 +25,35 @@ import Testing
     try settings.finish()
   }
 
+  /// Fuzzing found relay-server crashing on `decoder: idle_seconds: 1066…6` (a Double too large for
+  /// whole milliseconds); infinity, nan and anything past 10^9 are now problems like any other.
+  @Test func numbersTooLargeOrNotFiniteAreProblems() throws {
+    let path = try file("""
+      decoder:
+        idle_seconds: 106666666666666666666666666666666666666666666666666666666666
+      ring:
+        max_seconds: inf
+      record:
+        segment_seconds: nan
+      duration: 1000000000
+      """)
+    let settings = try Settings(file: path, environment: [:])
+    #expect(settings.double("decoder.idleSeconds", flag: nil, default: 10) == 10)
+    #expect(settings.double("ring.maxSeconds", flag: nil, default: 30) == 30)
+    #expect(settings.double("record.segmentSeconds", flag: nil, default: 60) == 60)
+    #expect(settings.double("duration", flag: nil, default: 0, atLeast: 0, orMore: true) == 1_000_000_000)
+    do {
+      try settings.finish()
+      Issue.record("problems were not reported")
+    } catch {
+      let huge = "106666666666666666666666666666666666666666666666666666666666"
+      #expect(error.lines.contains { $0.hasSuffix(":2: decoder.idle_seconds: \"\(huge)\" is not a number above 0 and at most 1000000000") }, "\(error.lines)")
+      #expect(error.lines.contains { $0.hasSuffix(":4: ring.max_seconds: \"inf\" is not a number above 0 and at most 1000000000") }, "\(error.lines)")
+      #expect(error.lines.contains { $0.contains("segment_seconds: \"nan\" is not a number") }, "\(error.lines)")
+      #expect(!error.lines.contains { $0.contains("duration") })
+    }
+  }
+
   @Test func namesDeriveFromTheKey() {
     #expect(Settings.flagName("tls.clientCa") == "--tls-client-ca")
     #expect(Settings.environmentName("http2.maxFrameSize") == "FRAMERELAY_HTTP2_MAX_FRAME_SIZE")
