@@ -28,6 +28,9 @@ public struct CodecDescription: Equatable, Sendable {
   }
 
   public static let rawVideo = "rawvideo"
+  /// Nominal rates past this are no camera's; a description arriving with one (or nan, or infinity) has
+  /// an unknown rate. Readers turn rates into whole numbers, which such values would crash.
+  public static let largestFrameRate: Double = 1000
   public var isRaw: Bool { name == Self.rawVideo }
 }
 

@@ -22,7 +22,7 @@ extension CodecDescription {
     self.init(
       name: codec.name, width: Int(codec.width), height: Int(codec.height), pixelFormat: codec.pixFmt,
       extradata: codec.extradata, timeBase: Rational(codec.timeBaseNum, codec.timeBaseDen),
-      frameRate: codec.frameRate.isFinite ? codec.frameRate : 0)
+      frameRate: (0...CodecDescription.largestFrameRate).contains(codec.frameRate) ? codec.frameRate : 0)
   }
 
   public var proto: Framerelay_V1_CodecDescription {

@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import RelayCore
+import RelayProtocol
 import Testing
 
 @testable import RelayServer
@@ -47,5 +48,40 @@ import Testing
       name: CodecDescription.rawVideo, width: width, height: height, pixelFormat: "gray", timeBase: Rational(1, 90_000))
     let frame = try #require(try decode(codec, picture).first)
     #expect(frame.bgr24 == Data(picture.flatMap { [$0, $0, $0] }))
+  }
+}
+
+/// Fuzzing the Image API found relay-server trapping when it recorded a picture stream whose hello
+/// claimed an absurd frame rate (Tests/Fuzz/Regressions/image-api): rates become whole numbers.
+@Suite struct AbsurdFrameRateTests {
+  @Test func aHelloWithAnAbsurdFrameRateHasAnUnknownOne() throws {
+    for rate in [1e300, -5, .infinity, .nan, 1001] {
+      var proto = Framerelay_V1_CodecDescription()
+      proto.name = CodecDescription.rawVideo
+      proto.width = 8
+      proto.height = 8
+      proto.pixFmt = "bgr24"
+      proto.timeBaseNum = 1
+      proto.timeBaseDen = 90_000
+      proto.frameRate = rate
+      #expect(try CodecDescription(validating: proto).frameRate == 0, "\(rate)")
+    }
+  }
+
+  @Test func picturesWithAnAbsurdFrameRateAreStillEncoded() throws {
+    let codec = CodecDescription(
+      name: CodecDescription.rawVideo, width: 16, height: 16, pixelFormat: "bgr24", timeBase: Rational(1, 90_000),
+      frameRate: 1e300)
+    let configuration = CodecConfiguration(codec)
+    var transcoder = H264Transcoder()
+    var encoded = 0
+    for index in 1...40 {
+      let picture = Data(repeating: UInt8(index * 5), count: 16 * 16 * 3)
+      let packet = StoredPacket(
+        index: UInt64(index), sequence: UInt64(index), data: picture, pts: Int64(index) * 3000, dts: Int64(index) * 3000,
+        isKeyframe: true, timestampMs: Int64(index) * 33, codec: configuration)
+      encoded += try transcoder.packets(for: packet).count
+    }
+    #expect(encoded > 0)
   }
 }

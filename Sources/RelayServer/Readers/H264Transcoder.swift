@@ -49,7 +49,8 @@ struct H264Transcoder {
 
   private static func open(for source: CodecConfiguration) throws(MediaError) -> Encoding {
     let codec = source.description
-    let frameRate = codec.frameRate >= 1 ? Int(codec.frameRate.rounded()) : 30
+    // Any protocol's description may arrive here: a rate past what libx264 takes is treated as unknown.
+    let frameRate = (1...240).contains(codec.frameRate) ? Int(codec.frameRate.rounded()) : 30
     let encoder = try VideoEncoder(
       codecName: "libx264", width: codec.width, height: codec.height, pixelFormat: "yuv420p", frameRate: frameRate,
       gop: frameRate, options: ["preset": "ultrafast", "tune": "zerolatency"])
