@@ -36,28 +36,25 @@ final class SerializedFrames: Sendable {
     var key: Key
     var frame: SerializedVideoFrame
     var buffers: PictureBuffers
-    var servedNs: UInt64
+    var servedAt: ContinuousClock.Instant
   }
 
   private struct State {
     var devices: [DeviceID: Served] = [:]
-    var nextSweepNs: UInt64 = 0
+    var nextSweep = ContinuousClock.now
   }
 
   private let state = Mutex(State())
-  private let idleAfterNs: UInt64
+  private let idleAfter: Duration
 
-  init(idleAfter: Duration = .seconds(30)) {
-    let (seconds, attoseconds) = idleAfter.components
-    idleAfterNs = UInt64(max(0, seconds)) * 1_000_000_000 + UInt64(max(0, attoseconds) / 1_000_000_000)
-  }
+  init(idleAfter: Duration = .seconds(30)) { self.idleAfter = idleAfter }
 
   func serialized(_ frame: LiveFrame, device: DeviceID) -> SerializedVideoFrame {
     let key = Key(packetIndex: frame.packetIndex, sequence: frame.sequence, timestampMs: frame.timestampMs)
-    let now = WallClock.monotonicNs()
+    let now = ContinuousClock.now
     let (cached, pool) = state.withLock { state -> (SerializedVideoFrame?, PictureBuffers?) in
       guard var entry = state.devices[device] else { return (nil, nil) }
-      entry.servedNs = now
+      entry.servedAt = now
       state.devices[device] = entry
       return (entry.key == key ? entry.frame : nil, entry.buffers)
     }
@@ -65,12 +62,12 @@ final class SerializedFrames: Sendable {
     // Made outside the lock; two consumers racing for a new picture may both make it, once each.
     let buffers = pool ?? PictureBuffers(keep: 1)
     let made = SerializedVideoFrame(bytes: (try? Self.wireFormat(VideoFrame(frame, device: device), into: buffers)) ?? Data())
-    let idle = idleAfterNs
+    let idle = idleAfter
     state.withLock { state in
-      state.devices[device] = Served(key: key, frame: made, buffers: buffers, servedNs: now)
-      guard now >= state.nextSweepNs else { return }
-      state.devices = state.devices.filter { now &- $0.value.servedNs < idle }  // no one asks for them any more
-      state.nextSweepNs = now + min(idle, 1_000_000_000)
+      state.devices[device] = Served(key: key, frame: made, buffers: buffers, servedAt: now)
+      guard now >= state.nextSweep else { return }
+      state.devices = state.devices.filter { now - $0.value.servedAt < idle }  // no one asks for them any more
+      state.nextSweep = now + min(idle, .seconds(1))
     }
     return made
   }
