@@ -137,6 +137,30 @@ def test_bad_sequence_is_refused_and_acked_frames_kept(server, sessions, annexb_
     assert frames_in_buffer(server.address, "seq-cam") == len(good), "acked frames must survive"
 
 
+def test_absurd_clock_offset_and_drop_range_are_answered_not_crashes(server, sessions, annexb_clip):
+    """Found by fuzzing (Tests/Fuzz/Regressions/native): a clock offset near 2^63 crashed relay-server on
+    the first frame; a drop range ending at 2^64 - 1 would have on the next. The frame gets its arrival
+    time, the range is refused by name, and the server goes on serving."""
+    relay_pb2 = support.relay_pb2
+    session = sessions(server.address)
+    session.handshake(h264_hello("absurd-cam"))
+    session.send(relay_pb2.PublishRequest(clock_sync=relay_pb2.ClockSync(offset_ms=2**63 - 1, round_trip_ms=1)))
+    before = support.now_ms()
+    data, keyframe = annexb_clip.units[0]
+    session.send(frame_request(1, data, 0, keyframe))
+    assert session.next_message().ack.sequence == 1
+    session.send(relay_pb2.PublishRequest(frames_dropped=relay_pb2.FramesDropped(first=2, last=2**64 - 1)))
+    code, details, acked = session.expect_error()
+    assert code == grpc.StatusCode.INVALID_ARGUMENT, f"{code}: {details}"
+    assert "must stay below 9007199254740992" in details and "new session" in details, details
+    assert acked == []
+    with support.consumer_channel(server.address) as channel:
+        probe = support.image_grpc.ImageStub(channel).VideoProbe(
+            image_pb.VideoProbeRequest(device_id="absurd-cam"), timeout=support.CALL_TIMEOUT)
+    assert probe.buffer.frames == 1, "the acked frame stays stored"
+    assert before - 1000 <= probe.buffer.start_time <= support.now_ms() + 1000, "stamped on arrival"
+
+
 def test_garbage_inside_h264_does_not_stop_the_server(server, sessions, annexb_clip, random_bytes):
     session = sessions(server.address)
     accepted = session.handshake(h264_hello("garbage-cam"))

@@ -1,4 +1,5 @@
 import Foundation
+import GRPCCore
 import RelayCore
 import Testing
 
@@ -72,5 +73,44 @@ private func store(_ slot: NativeSessionSlot, _ sequence: UInt64, token: UInt64)
     slot.setClockOffset(5_000, token: token)
     try slot.store(sequence: 1, data: Data(count: 1), pts: 0, dts: 0, isKeyframe: true, captureTimeMs: 1_000_000, token: token)
     #expect(slot.stream.bufferSummary?.startMs == 1_005_000)
+  }
+
+  // Found by fuzzing (Tests/Fuzz/Regressions/native): a clock offset near Int64.max trapped on the
+  // addition, which crashed relay-server.
+  @Test func captureTimesTheOffsetCannotPlaceTakeTheArrivalTime() throws {
+    let slot = try makeSlot()
+    let (token, _) = slot.begin(sessionID: "s1")
+    let before = WallClock.nowMs()
+    for (sequence, offset) in [(UInt64(1), Int64.max), (2, Int64.min), (3, 300_000_000_000_000)] {
+      slot.setClockOffset(offset, token: token)
+      try slot.store(
+        sequence: sequence, data: Data(count: 1), pts: 0, dts: 0, isKeyframe: true, captureTimeMs: 1_000_000, token: token)
+    }
+    let times = slot.stream.packets(after: 0).map(\.timestampMs)
+    #expect(times.count == 3)
+    #expect(times.allSatisfy { $0 >= before && $0 <= WallClock.nowMs() }, "arrival times, got \(times)")
+  }
+
+  @Test func declaredDropsCannotRunTheSequencePastItsLimit() throws {
+    let slot = try makeSlot()
+    let (token, _) = slot.begin(sessionID: "s1")
+    try store(slot, 1, token: token)
+    #expect(throws: IngestError.sequenceTooLarge(.max, limit: NativeSession.sequenceLimit)) {
+      try slot.declareDropped(first: 2, last: .max, storedElsewhere: false, token: token)
+    }
+    #expect(RPCError(IngestError.sequenceTooLarge(.max, limit: NativeSession.sequenceLimit)).code == .invalidArgument)
+    // The largest range allowed is counted, and the session goes on after it.
+    try slot.declareDropped(first: 2, last: NativeSession.sequenceLimit - 1, storedElsewhere: false, token: token)
+    try store(slot, NativeSession.sequenceLimit, token: token)
+    #expect(slot.stream.counters.framesLost == Int(NativeSession.sequenceLimit - 2))
+  }
+
+  @Test func lossCountsSaturateInsteadOfOverflowing() throws {
+    let slot = try makeSlot()
+    for session in 0..<1100 {
+      let (token, _) = slot.begin(sessionID: "s\(session)")
+      try slot.declareDropped(first: 1, last: NativeSession.sequenceLimit - 1, storedElsewhere: false, token: token)
+    }
+    #expect(slot.stream.counters.framesLost == .max)
   }
 }

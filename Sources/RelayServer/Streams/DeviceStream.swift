@@ -132,7 +132,9 @@ final class DeviceStream: Sendable {
   /// The publisher will never send these frames (its queue bound dropped them).
   func recordLoss(frames: Int, lastSequence: UInt64) {
     state.withLock { state in
-      state.counters.framesLost += frames
+      // Publishers declare these counts (each session's below 2^53): saturate rather than trap.
+      let (sum, overflow) = state.counters.framesLost.addingReportingOverflow(frames)
+      state.counters.framesLost = overflow ? .max : sum
       state.counters.lastSequence = lastSequence
     }
     metrics.framesLost.increment(by: frames)

@@ -120,14 +120,24 @@ struct AVATimeline {
     var ms = arrivedMs
     if ticks > 0 {
       if first == nil { first = (ticks, arrivedMs) }
-      if let first, ticks >= first.ticks {
-        let fromTicks = first.ms + Int64((ticks - first.ticks) * 1000 / timescale)
-        if fromTicks > lastMs { ms = fromTicks }
+      if let first, ticks >= first.ticks, let fromTicks = Self.ms(first.ms, plus: ticks - first.ticks, timescale: timescale),
+        fromTicks > lastMs
+      {
+        ms = fromTicks
       }
     }
     ms = max(ms, lastMs + 1)  // never backwards, never twice the same ms
     lastMs = ms
     return ms
+  }
+
+  /// `startMs` plus `ticks` of the timescale; nil when that overflows or leaves `StoredTime.usableMs`
+  /// (a sender's 64-bit timestamp can be anything).
+  private static func ms(_ startMs: Int64, plus ticks: UInt64, timescale: UInt64) -> Int64? {
+    let (scaled, overflow) = ticks.multipliedReportingOverflow(by: 1000)
+    guard !overflow, let elapsed = Int64(exactly: scaled / timescale) else { return nil }
+    let (ms, beyond) = startMs.addingReportingOverflow(elapsed)
+    return !beyond && StoredTime.usableMs.contains(ms) ? ms : nil
   }
 }
 

@@ -8,6 +8,7 @@ enum IngestError: Error, Equatable, CustomStringConvertible {
   case sequenceWentBackwards(got: UInt64, lastStored: UInt64)
   case sequenceSkipped(got: UInt64, expected: UInt64)
   case badDropRange(first: UInt64, last: UInt64, expected: UInt64)
+  case sequenceTooLarge(UInt64, limit: UInt64)
   case takenOver(device: String)
   case tooManyDevices(limit: Int)
   case deviceNotAllowed(String)
@@ -30,6 +31,8 @@ enum IngestError: Error, Equatable, CustomStringConvertible {
       return "sequence \(got) skips ahead: expected \(expected); frames up to \(expected - 1) are stored, resend from \(expected)"
     case .badDropRange(let first, let last, let expected):
       return "frames_dropped \(first)...\(last) must start at \(expected), the next sequence after the last stored, and not end before it"
+    case .sequenceTooLarge(let sequence, let limit):
+      return "sequence \(sequence) is too large: sequence numbers must stay below \(limit) (2^53); start a new session (a new session id) from 1"
     case .takenOver(let device):
       return "device \(device) was taken over by a newer Publish session"
     case .tooManyDevices(let limit):

@@ -141,7 +141,7 @@ extension RPCError {
     switch error {
     case .frameBeforeHello, .helloTwice, .sequenceWentBackwards, .sequenceSkipped, .badDropRange:
       code = .failedPrecondition
-    case .invalidDeviceID, .invalidCodec: code = .invalidArgument
+    case .invalidDeviceID, .invalidCodec, .sequenceTooLarge: code = .invalidArgument
     case .frameTooLarge, .tooManyDevices: code = .resourceExhausted
     case .takenOver: code = .aborted
     case .deviceNotAllowed: code = .permissionDenied

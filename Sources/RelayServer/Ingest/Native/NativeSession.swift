@@ -25,17 +25,25 @@ struct NativeSession: Sendable {
     nextFollowsGap = false
   }
 
+  /// Sequence numbers stay below this (2^53: 9.5 million years at 30 fps), so the next sequence and
+  /// the count of a declared range always fit, and counts stay exact in metrics' doubles.
+  static let sequenceLimit: UInt64 = 1 << 53
+
   mutating func declareDropped(first: UInt64, last: UInt64) throws(IngestError) {
     guard first == lastSequence + 1, last >= first else {
       throw .badDropRange(first: first, last: last, expected: lastSequence + 1)
     }
+    guard last < Self.sequenceLimit else { throw .sequenceTooLarge(last, limit: Self.sequenceLimit) }
     lastSequence = last
     nextFollowsGap = true
   }
 
-  /// A capture time on the client's clock, moved onto the server's; no capture time means now.
+  /// A capture time on the client's clock, moved onto the server's; no capture time, or one the offset
+  /// moves out of `StoredTime.usableMs`, means now.
   func serverTime(captureTimeMs: Int64, arrivedMs: Int64) -> Int64 {
-    captureTimeMs > 0 ? captureTimeMs + clockOffsetMs : arrivedMs
+    guard captureTimeMs > 0 else { return arrivedMs }
+    let (ms, overflow) = captureTimeMs.addingReportingOverflow(clockOffsetMs)
+    return !overflow && StoredTime.usableMs.contains(ms) ? ms : arrivedMs
   }
 }
 
