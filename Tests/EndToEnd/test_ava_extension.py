@@ -144,6 +144,20 @@ def test_dimensions_over_the_frame_limit(start_server):
     assert result.status[0] == "INVALID_ARGUMENT" and "--max-frame-bytes" in result.status[1]
 
 
+@pytest.mark.parametrize("limit,code,words", [
+    ((), "INVALID_ARGUMENT", "sample content is"),
+    (("--max-frame-bytes", "10000"), "RESOURCE_EXHAUSTED", "over the server's limit of 10000 bytes"),
+])
+def test_a_reference_longer_than_the_frame(start_server, limit, code, words):
+    """Read while fixing what fuzzing found: a reference's length was bounded only by the file, so a
+    huge file let one sample be copied out whole. Past --max-frame-bytes it is refused before the copy;
+    under it, the content length check answers as before."""
+    server = start_server(*limit)
+    result = send(server, [common.pattern_frame(W, H, i) for i in range(2)], fault="long_reference", shared_memory=True)
+    assert result.status[0] == code, result.status
+    assert words in result.status[1], result.status
+
+
 def test_raw_frames_are_recorded_as_h264(start_server, consumer, tmp_path):
     data_dir = tmp_path / "rec"
     server = start_server("--data-dir", str(data_dir))

@@ -49,6 +49,20 @@ import Testing
       codec: CodecConfiguration(codec), storedNs: 1, decodedNs: 2)
   }
 
+  // Found reading the code after fuzzing: an AVA sender's sequence_number is any UInt64, and
+  // VideoFrame.packet (int64) trapped on one above Int64.max.
+  @Test func sequenceNumbersAboveInt64MaxAreClamped() throws {
+    let codec = CodecDescription(
+      name: CodecDescription.rawVideo, width: 2, height: 1, pixelFormat: "bgr24", timeBase: Rational(1, 90_000))
+    let frame = LiveFrame(
+      packetIndex: 1, sequence: .max, keyframeSequence: UInt64(Int64.max) + 1, bgr24: Data([1, 2, 3, 4, 5, 6]), width: 2,
+      height: 1, timestampMs: 1000, pts: 0, dts: 0, isKeyframe: true, pictureType: "I", isCorrupt: false,
+      codec: CodecConfiguration(codec), storedNs: 1, decodedNs: 2)
+    let answer = VideoFrame(frame, device: try DeviceID(validating: "cam-a"))
+    #expect(answer.packet == .max)
+    #expect(answer.keyframe == .max)
+  }
+
   @Test func aPictureIsSerializedOncePerDeviceAndIdleDevicesAreForgotten() async throws {
     let frames = SerializedFrames(idleAfter: .milliseconds(50))
     let a = try DeviceID(validating: "cam-a"), b = try DeviceID(validating: "cam-b")

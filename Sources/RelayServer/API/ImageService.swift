@@ -362,8 +362,9 @@ extension VideoFrame {
       }
     }
     deviceID = device.rawValue
-    packet = Int64(frame.sequence)
-    keyframe = Int64(frame.keyframeSequence)
+    // An AVA sender's sequence numbers can be any UInt64; the field is signed.
+    packet = Int64(clamping: frame.sequence)
+    keyframe = Int64(clamping: frame.keyframeSequence)
     extradata = codec.extradata
     codecName = codec.name
     pixFmt = "bgr24"

@@ -30,6 +30,7 @@ Bad input on purpose, `fault=`:
   "second_descriptor"         the descriptor is sent again after the first sample
   "shm_outside"               the first sample's region runs past the end of the shared-memory file
   "missing_shm"               the descriptor names a /dev/shm file that does not exist
+  "long_reference"            the first sample's reference runs from its region to the end of the file
   "stride_too_small"          stride_bytes one less than a row (content stride * height bytes)
   "zero_dimensions"           the descriptor says 0x0
   "unknown_pixel_format"      pixel_format 7 (no such enum value)
@@ -84,7 +85,8 @@ extension_pb2 = common.extension_pb2
 extension_pb2_grpc = common.extension_pb2_grpc
 media_pb2 = common.media_pb2
 
-FAULTS = ("sample_before_descriptor", "second_descriptor", "shm_outside", "missing_shm", "stride_too_small",
+FAULTS = ("sample_before_descriptor", "second_descriptor", "shm_outside", "missing_shm", "long_reference",
+          "stride_too_small",
           "zero_dimensions", "unknown_pixel_format", "wrong_content_length", "bad_jpg", "empty_sample",
           "reuse_before_ack")
 NOT_A_JPG = b"\xff\xd8\xff\xe0" + b"this is not a JPEG image" * 4 + b"\xff\xd9"
@@ -461,6 +463,8 @@ class _Session:
                         sample.offset = self.pool_size - max(1, len(content) // 2)
                     elif s.fault != "missing_shm":
                         self.pool.write(sample.offset, content)
+                    if index == 0 and s.fault == "long_reference":
+                        sample.length = self.pool_size - sample.offset
                     sample.written_at = time.monotonic()
                 message = self.sample_message(sequence, timestamp, content, sample if region else None)
             with self.lock:
@@ -479,7 +483,7 @@ class _Session:
         media_sample = extension_pb2.MediaSample(timestamp=timestamp)
         if sample is not None:
             media_sample.content_reference.address_offset = sample.offset
-            media_sample.content_reference.length_bytes = len(content)
+            media_sample.content_reference.length_bytes = sample.length or len(content)
         else:
             media_sample.content_bytes.bytes = content
         return extension_pb2.MediaStreamMessage(sequence_number=sequence, ack_sequence_number=self.ack_field(),

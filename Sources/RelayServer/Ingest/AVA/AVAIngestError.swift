@@ -13,6 +13,7 @@ enum AVAIngestError: Error, Equatable, CustomStringConvertible {
   case emptySample
   case referenceWithoutSharedMemory
   case referenceOutside(offset: UInt64, length: UInt64, fileBytes: Int, file: String)
+  case referenceTooLarge(length: UInt64, limit: Int)
   case sharedMemory(String)
   case notAnImage(encoding: String, reason: String)
   case unauthenticated(String)
@@ -24,6 +25,7 @@ enum AVAIngestError: Error, Equatable, CustomStringConvertible {
     switch self {
     case .sampleBeforeDescriptor, .secondDescriptor, .referenceWithoutSharedMemory: .failedPrecondition
     case .sharedMemory: .failedPrecondition
+    case .referenceTooLarge: .resourceExhausted
     case .unauthenticated: .unauthenticated
     case .deviceNotAllowed: .permissionDenied
     case .tooManyDevices: .resourceExhausted
@@ -55,6 +57,8 @@ enum AVAIngestError: Error, Equatable, CustomStringConvertible {
       "media_sample has a content_reference but the descriptor named no shared memory buffer"
     case .referenceOutside(let offset, let length, let fileBytes, let file):
       "content_reference offset \(offset) + length \(length) lies outside the shared memory \(file) of \(fileBytes) bytes"
+    case .referenceTooLarge(let length, let limit):
+      "content_reference length \(length) is over the server's limit of \(limit) bytes per frame (relay-server --max-frame-bytes)"
     case .sharedMemory(let reason):
       reason
     case .notAnImage(let encoding, let reason):

@@ -172,6 +172,9 @@ struct AVAIngestService: AVAExtension.SimpleServiceProtocol {
       return bytes.bytes
     case .contentReference(let reference)?:
       guard let sharedMemory else { throw .referenceWithoutSharedMemory }
+      guard reference.lengthBytes <= configuration.maxFrameBytes else {
+        throw .referenceTooLarge(length: reference.lengthBytes, limit: configuration.maxFrameBytes)
+      }
       guard sharedMemory.contains(offset: reference.addressOffset, count: reference.lengthBytes) else {
         throw .referenceOutside(
           offset: reference.addressOffset, length: reference.lengthBytes, fileBytes: sharedMemory.length,
