@@ -1,22 +1,42 @@
 /// The known key closest to a misspelt one (edit distance), when it is close enough to be a guess.
 enum NearestKey {
   static func among(_ known: some Collection<String>, to key: String) -> String? {
-    let scored = known.map { ($0, distance($0.lowercased(), key.lowercased())) }.min { $0.1 < $1.1 || ($0.1 == $1.1 && $0.0 < $1.0) }
-    guard let (best, score) = scored, score <= max(2, key.count / 3) else { return nil }
-    return best
+    let target = Array(key.lowercased().unicodeScalars)
+    var best: (key: String, score: Int)?
+    var rows = ([Int](), [Int]())
+    for candidate in known {
+      let scalars = Array(candidate.lowercased().unicodeScalars)
+      // The length difference is a lower bound of the distance: skip what cannot beat or tie the best.
+      if let best, abs(scalars.count - target.count) > best.score { continue }
+      let score = distance(scalars, target, rows: &rows)
+      if best == nil || score < best!.score || (score == best!.score && candidate < best!.key) {
+        best = (candidate, score)
+      }
+    }
+    guard let best, best.score <= max(2, key.count / 3) else { return nil }
+    return best.key
   }
 
   static func distance(_ a: String, _ b: String) -> Int {
-    let a = Array(a), b = Array(b)
+    var rows = ([Int](), [Int]())
+    return distance(Array(a.unicodeScalars), Array(b.unicodeScalars), rows: &rows)
+  }
+
+  /// Levenshtein distance over two reused rows: an unknown key is compared with every known key, and
+  /// a settings file may hold many unknown keys.
+  private static func distance(_ a: [Unicode.Scalar], _ b: [Unicode.Scalar], rows: inout ([Int], [Int])) -> Int {
     if a.isEmpty { return b.count }
-    var previous = Array(0...b.count)
+    rows.0.removeAll(keepingCapacity: true)
+    rows.0.append(contentsOf: 0...b.count)
+    rows.1.removeAll(keepingCapacity: true)
+    rows.1.append(contentsOf: repeatElement(0, count: b.count + 1))
     for (i, x) in a.enumerated() {
-      var current = [i + 1]
+      rows.1[0] = i + 1
       for (j, y) in b.enumerated() {
-        current.append(min(previous[j + 1] + 1, current[j] + 1, previous[j] + (x == y ? 0 : 1)))
+        rows.1[j + 1] = min(rows.0[j + 1] + 1, rows.1[j] + 1, rows.0[j] + (x == y ? 0 : 1))
       }
-      previous = current
+      swap(&rows.0, &rows.1)
     }
-    return previous[b.count]
+    return rows.0[b.count]
   }
 }

@@ -144,3 +144,49 @@ import Testing
     #expect(throws: SettingsProblems.self) { try Settings(file: "/nonexistent/relay.yaml", environment: [:]) }
   }
 }
+
+/// NearestKey against the plain textbook computation it replaced (a fresh array per row, every key
+/// compared): the same suggestion for every key, however many unknown keys a file has.
+@Suite struct NearestKeyTests {
+  private static func reference(_ known: [String], _ key: String) -> String? {
+    func distance(_ a: String, _ b: String) -> Int {
+      let a = Array(a.unicodeScalars), b = Array(b.unicodeScalars)
+      if a.isEmpty { return b.count }
+      var previous = Array(0...b.count)
+      for (i, x) in a.enumerated() {
+        var current = [i + 1]
+        for (j, y) in b.enumerated() { current.append(min(previous[j + 1] + 1, current[j] + 1, previous[j] + (x == y ? 0 : 1))) }
+        previous = current
+      }
+      return previous[b.count]
+    }
+    let scored: [(key: String, score: Int)] = known.map { ($0, distance($0.lowercased(), key.lowercased())) }
+    let best = scored.min { (a: (key: String, score: Int), b: (key: String, score: Int)) -> Bool in
+      a.score < b.score || (a.score == b.score && a.key < b.key)
+    }
+    guard let best, best.score <= max(2, key.count / 3) else { return nil }
+    return best.key
+  }
+
+  @Test func suggestsWhatTheTextbookComputationSuggests() {
+    let known = [
+      "listen", "metrics.listen", "tls.cert", "tls.key", "tls.clientCa", "ring.maxBytes", "ring.maxSeconds", "maxDevices",
+      "maxFrameBytes", "window", "decoder.idleSeconds", "annotations.upstream", "annotations.batchSize", "simple.shape",
+      "ava.defaultDevice", "log.level", "log.format", "dataDir", "a", "ab",
+    ]
+    var generator = SystemRandomNumberGenerator()
+    let alphabet = Array("abcdeilmnorstxyzAB.-_é")
+    var keys: [String] = ["", "x", "LISTEN", "lisetn", "ring.maxbyte"]
+    keys += known.map { $0 + "x" }
+    keys += known.map { String($0.dropLast()) }
+    for _ in 0..<300 {
+      keys.append(String((0..<Int.random(in: 0...16, using: &generator)).map { _ in alphabet.randomElement(using: &generator)! }))
+    }
+    for key in keys {
+      #expect(NearestKey.among(known, to: key) == Self.reference(known, key), "key \"\(key)\"")
+    }
+    #expect(NearestKey.among(known, to: "ring.maxbyte") == "ring.maxBytes")
+    #expect(NearestKey.among(known, to: "qqqqqqqqqqqq") == nil)
+    #expect(NearestKey.distance("kitten", "sitting") == 3)
+  }
+}
