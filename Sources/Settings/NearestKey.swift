@@ -9,17 +9,11 @@ enum NearestKey {
       // The length difference is a lower bound of the distance: skip what cannot beat or tie the best.
       if let best, abs(scalars.count - target.count) > best.score { continue }
       let score = distance(scalars, target, rows: &rows)
-      if best == nil || score < best!.score || (score == best!.score && candidate < best!.key) {
-        best = (candidate, score)
-      }
+      if let current = best, (current.score, current.key) <= (score, candidate) { continue }
+      best = (candidate, score)
     }
     guard let best, best.score <= max(2, key.count / 3) else { return nil }
     return best.key
-  }
-
-  static func distance(_ a: String, _ b: String) -> Int {
-    var rows = ([Int](), [Int]())
-    return distance(Array(a.unicodeScalars), Array(b.unicodeScalars), rows: &rows)
   }
 
   /// Levenshtein distance over two reused rows: an unknown key is compared with every known key, and

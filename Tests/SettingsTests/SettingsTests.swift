@@ -187,6 +187,5 @@ import Testing
     }
     #expect(NearestKey.among(known, to: "ring.maxbyte") == "ring.maxBytes")
     #expect(NearestKey.among(known, to: "qqqqqqqqqqqq") == nil)
-    #expect(NearestKey.distance("kitten", "sitting") == 3)
   }
 }

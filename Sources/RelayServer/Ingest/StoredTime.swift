@@ -4,4 +4,10 @@
 /// ring spans, replays and recording names are computed on sane numbers and never overflow.
 enum StoredTime {
   static let usableMs: ClosedRange<Int64> = 0...253_402_300_799_999  // through 9999-12-31
+
+  /// `ms + offset`, or nil when that overflows or falls outside `usableMs`.
+  static func adding(_ offset: Int64, to ms: Int64) -> Int64? {
+    let (sum, overflow) = ms.addingReportingOverflow(offset)
+    return !overflow && usableMs.contains(sum) ? sum : nil
+  }
 }

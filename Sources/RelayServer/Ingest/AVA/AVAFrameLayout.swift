@@ -136,8 +136,7 @@ struct AVATimeline {
   private static func ms(_ startMs: Int64, plus ticks: UInt64, timescale: UInt64) -> Int64? {
     let (scaled, overflow) = ticks.multipliedReportingOverflow(by: 1000)
     guard !overflow, let elapsed = Int64(exactly: scaled / timescale) else { return nil }
-    let (ms, beyond) = startMs.addingReportingOverflow(elapsed)
-    return !beyond && StoredTime.usableMs.contains(ms) ? ms : nil
+    return StoredTime.adding(elapsed, to: startMs)
   }
 }
 

@@ -42,8 +42,7 @@ struct NativeSession: Sendable {
   /// moves out of `StoredTime.usableMs`, means now.
   func serverTime(captureTimeMs: Int64, arrivedMs: Int64) -> Int64 {
     guard captureTimeMs > 0 else { return arrivedMs }
-    let (ms, overflow) = captureTimeMs.addingReportingOverflow(clockOffsetMs)
-    return !overflow && StoredTime.usableMs.contains(ms) ? ms : arrivedMs
+    return StoredTime.adding(clockOffsetMs, to: captureTimeMs) ?? arrivedMs
   }
 }
 
