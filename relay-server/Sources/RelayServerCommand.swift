@@ -82,6 +82,9 @@ struct RelayServerCommand: AsyncParsableCommand {
   @Option(help: "HTTP/2 flow-control window the server offers, bytes (default 16777216).")
   var http2WindowSize: Int?
 
+  @Option(help: "Where gRPC handlers run: event-loops (each on the loop its messages arrive on, no thread hop per message) or pool (Swift's cooperative pool) (default event-loops).")
+  var handlerThreads: String?
+
   @Option(help: "Serve Prometheus metrics at GET /metrics on HOST:PORT (port 0 picks one).")
   var metricsListen: String?
 

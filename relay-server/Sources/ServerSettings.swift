@@ -69,6 +69,10 @@ struct ServerSettings {
       "http2.maxFrameSize", flag: flags.http2MaxFrameSize, default: defaults.http2MaxFrameSize, allowed: 16384...16_777_215)
     configuration.http2WindowSize = settings.int(
       "http2.windowSize", flag: flags.http2WindowSize, default: defaults.http2WindowSize, allowed: 65535...Int(Int32.max))
+    configuration.handlerThreads = settings.value(
+      "handlerThreads", flag: flags.handlerThreads, default: defaults.handlerThreads,
+      allowed: HandlerThreads.allCases.map(\.rawValue).joined(separator: " or "), shown: \.rawValue
+    ) { HandlerThreads(rawValue: $0) }
 
     // Annotations.
     configuration.dataDirectory = settings.string("dataDir", flag: flags.dataDir, default: defaults.dataDirectory)!

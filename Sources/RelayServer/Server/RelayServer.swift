@@ -101,13 +101,15 @@ public struct RelayServer: Sendable {
       parts.append(("http", try http.application(onListening: onMetricsListening)))
     }
     let limit = ConnectionLimit(maximum: configuration.maxConnections)
+    let loops = MultiThreadedEventLoopGroup.singleton
+    let handlerExecutor = configuration.handlerThreads == .eventLoops ? EventLoopTaskExecutor(group: loops) : nil
     for address in configuration.listen {
       let server = GRPCServer(
         transport: .http2NIOPosix(
           address: address.socketAddress, transportSecurity: try security.grpcTransportSecurity(),
-          config: transportConfig(limit)),
+          config: transportConfig(limit), eventLoopGroup: loops),
         services: rpcServices, interceptors: [ConnectionLimitInterceptor(limit: limit), security.interceptor])
-      parts.append(("grpc \(address)", GRPCListener(server: server, address: address) { bound in
+      parts.append(("grpc \(address)", GRPCListener(server: server, address: address, handlerExecutor: handlerExecutor) { bound in
         readiness.listenerBound()
         onListening(bound)
       }))

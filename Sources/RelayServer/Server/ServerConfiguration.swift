@@ -32,6 +32,9 @@ public struct ServerConfiguration: Sendable {
   /// HTTP/2 tuning for video (see RelayServer.transportConfig).
   public var http2MaxFrameSize = 1 << 20
   public var http2WindowSize = 16 << 20
+  /// Where gRPC handlers run: on the event loops their messages arrive on (no hop per message), or on
+  /// Swift's cooperative pool (see EventLoopTaskExecutor).
+  public var handlerThreads: HandlerThreads = .eventLoops
   /// Where to serve Prometheus metrics (`GET /metrics`); nil for nowhere.
   public var metricsListen: HostPort?
   /// How long a graceful shutdown may take before what is left is cancelled.
@@ -105,3 +108,10 @@ public struct ServerConfiguration: Sendable {
 
   var ringLimits: PacketRing.Limits { .init(maxBytes: ringMaxBytes, maxSeconds: ringMaxSeconds) }
 }
+
+/// Where gRPC handlers run (`--handler-threads`).
+public enum HandlerThreads: String, Sendable, CaseIterable {
+  case eventLoops = "event-loops"
+  case pool
+}
+

@@ -14,11 +14,13 @@ import ServiceLifecycle
 struct GRPCListener: Service {
   let server: GRPCServer<HTTP2ServerTransport.Posix>
   let address: HostPort
+  /// Where the handlers run (every call's task inherits it); nil is Swift's cooperative pool.
+  let handlerExecutor: EventLoopTaskExecutor?
   let onListening: @Sendable (String) -> Void
 
   func run() async throws {
     try await withThrowingDiscardingTaskGroup { group in
-      group.addTask { try await server.serve() }
+      group.addTask { try await withTaskExecutorPreference(handlerExecutor) { try await server.serve() } }
       guard let bound = try await server.listeningAddress else {
         throw RPCError(code: .unavailable, message: "relay-server could not listen on \(address)")
       }
