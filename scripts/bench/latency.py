@@ -22,9 +22,16 @@ is the capture time on the server's clock (ms), so (b) captured -> delivered nee
 processes share this machine's clock). The Image API carries no stored time (not in VideoFrame, and
 relay-server sends no per-frame metadata), hence the bracket from the timed publisher.
 
-Baseline: `ffmpeg -threads 1 -benchmark -i CLIP.mp4 -c:v rawvideo -pix_fmt bgr24 -f null -` (decode and
-convert to bgr24, what the server's live decoder does), per frame = utime / frames. Goal (issue 13):
-stored -> consumer p99 <= that decode time + 5 ms.
+Baseline, two figures from FFmpeg on one thread, same input and output options:
+  mean  `ffmpeg -threads 1 -benchmark -i CLIP.mp4 -c:v rawvideo -pix_fmt bgr24 -f null -` (decode and
+        convert to bgr24, what the server's live decoder does): utime / frames.
+  p99   the same with -benchmark_all: the user+sys time of each frame's decode_video step (the first
+        frame, which sets up the decoder, left out), p50/p99/mean over the frames. A keyframe (1 frame in
+        60) takes several times a P-frame, so the p99 is a keyframe's. decode_video is decoding only,
+        without the conversion to bgr24 that the server's figures include, so comparing with it is, if
+        anything, stricter on the server.
+Goal (issue 13): stored -> consumer p99 <= decode time + 5 ms, checked against both: the mean (stricter:
+the latency p99 is a keyframe's, the mean mostly P-frames') and FFmpeg's own p99 of the same frames.
 """
 import argparse
 import datetime
@@ -238,14 +245,39 @@ def consume(address, device, warmup_s, seconds):
 
 # ---------------------------------------------------------------- the cases
 
+def ffmpeg_command(clip, benchmark):
+    return ["ffmpeg", "-hide_banner", "-nostdin", "-threads", "1", benchmark, "-i", clip.mp4,
+            "-map", "0:v:0", "-filter_threads", "1", "-c:v", "rawvideo", "-pix_fmt", "bgr24", "-f", "null", "-"]
+
+
+BENCH_STEP = re.compile(r"^bench:\s+(\d+) user\s+(\d+) sys\s+\d+ real (\w+)", re.M)
+
+
+def decode_video_ms(stderr):
+    """The decode time of each frame (ms, user+sys) from `ffmpeg -benchmark_all` stderr (µs per step).
+
+    Per packet FFmpeg logs decode_video once per call into the decoder: one that takes the packet and
+    returns its frame, then a tiny one that finds no further frame; then encode_video for what reaches the
+    output. So a run of decode_video steps, summed, is one packet's decoding; it counts as a frame only if
+    encode_video follows (the end-of-file flush is not followed by one). The first frame is left out: it
+    includes setting up the decoder (several frames' worth)."""
+    frames, pending = [], None
+    for user, system, step in BENCH_STEP.findall(stderr.replace("\r", "\n")):
+        if step == "decode_video":
+            pending = (pending or 0) + int(user) + int(system)
+        else:
+            if step == "encode_video" and pending is not None:
+                frames.append(pending / 1000)
+            pending = None
+    return frames[1:]
+
+
 def ffmpeg_decode(clip, runs=3):
-    """FFmpeg decoding the clip to bgr24 on one thread: ms of utime (and of rtime) per frame, median of runs."""
-    per_frame, real = [], []
+    """FFmpeg decoding the clip to bgr24 on one thread: ms of utime (and of rtime) per frame with -benchmark,
+    and each frame's decode time with -benchmark_all (p50, p99, mean); median of runs."""
+    per_frame, real, p50, p99, mean = [], [], [], [], []
     for _ in range(runs):
-        result = subprocess.run([
-            "ffmpeg", "-hide_banner", "-nostdin", "-threads", "1", "-benchmark", "-i", clip.mp4,
-            "-map", "0:v:0", "-filter_threads", "1", "-c:v", "rawvideo", "-pix_fmt", "bgr24", "-f", "null", "-",
-        ], capture_output=True, text=True, timeout=600)
+        result = subprocess.run(ffmpeg_command(clip, "-benchmark"), capture_output=True, text=True, timeout=600)
         match = re.search(r"bench: utime=([\d.]+)s stime=([\d.]+)s rtime=([\d.]+)s", result.stderr)
         frames = re.findall(r"frame=\s*(\d+)", result.stderr)
         if result.returncode != 0 or not match:
@@ -253,8 +285,18 @@ def ffmpeg_decode(clip, runs=3):
         count = int(frames[-1]) if frames else clip.frames
         per_frame.append(float(match.group(1)) / count * 1000)
         real.append(float(match.group(3)) / count * 1000)
+        # A run of its own, so that -benchmark_all's getrusage and logging around every step stay out of
+        # the -benchmark total.
+        result = subprocess.run(ffmpeg_command(clip, "-benchmark_all"), capture_output=True, text=True, timeout=600)
+        times = decode_video_ms(result.stderr)
+        if result.returncode != 0 or len(times) < clip.frames // 2:
+            raise BenchError(f"ffmpeg -benchmark_all failed ({len(times)} frames timed): {result.stderr[-300:]}")
+        p50.append(percentile(times, 50))
+        p99.append(percentile(times, 99))
+        mean.append(statistics.fmean(times))
     return {"decode_ms": statistics.median(per_frame), "decode_rtime_ms": statistics.median(real),
-            "runs": per_frame}
+            "runs": per_frame, "decode_p50_ms": statistics.median(p50), "decode_p99_ms": statistics.median(p99),
+            "decode_frames_mean_ms": statistics.median(mean), "p99_runs": p99}
 
 
 def python_parse_ms(clip, runs=15):
@@ -379,7 +421,7 @@ class Bench:
             "publisher_cpu_pct": (publisher_cpu1 - publisher_cpu0) / wall * 100,
             "consumer_cpu_pct": (consumer_cpu1 - consumer_cpu0) / wall * 100,
             "server_decode_ms": decode_seconds / decoded * 1000 if decode_seconds and decoded else None,
-            "frames_stored": stored, "decode_ms": decode["decode_ms"],
+            "frames_stored": stored, "decode_ms": decode["decode_ms"], "decode_p99_ms": decode["decode_p99_ms"],
             "stored_low_p50_ms": None, "stored_low_p99_ms": None, "stored_high_p50_ms": None,
             "stored_high_p99_ms": None, "ack_rtt_p50_ms": None,
             # The server's own clock: a packet stored -> its picture ready, and -> its answer handed to the
@@ -447,7 +489,10 @@ def render(args, clips, decodes, results, failures, started, loads):
         d = decodes.get(size)
         lines.append(f"clip {clip.describe()}; ffmpeg -threads 1 decode to bgr24: "
                      + (f"{d['decode_ms']:.2f} ms/frame utime ({d['decode_rtime_ms']:.2f} ms rtime; runs "
-                        + ", ".join(f"{v:.2f}" for v in d["runs"]) + f"); the consumer parsing one VideoFrame: "
+                        + ", ".join(f"{v:.2f}" for v in d["runs"]) + "); ffmpeg -threads 1 per frame (-benchmark_all "
+                        f"decode_video): p50 {d['decode_p50_ms']:.2f}, p99 {d['decode_p99_ms']:.2f} ms (mean "
+                        f"{d['decode_frames_mean_ms']:.2f}; p99 runs " + ", ".join(f"{v:.2f}" for v in d["p99_runs"])
+                        + "); the consumer parsing one VideoFrame: "
                         f"{d['python_parse_ms']:.2f} ms" if d else "failed"))
     lines += [
         "",
@@ -492,31 +537,42 @@ def render(args, clips, decodes, results, failures, started, loads):
         f"stored->written: relay-server's own clock, a packet stored -> its answer handed to the transport ({FRAME_AGE}), "
         f"->dec.: stored -> its picture decoded and converted ({DECODE_LAG}); both from the histograms' buckets "
         "(1 ms wide up to 8 ms, then 2-5 ms up to 30 ms), interpolated, over the window. "
-        "ffmpeg decode: utime per frame, -threads 1, to bgr24; server decode: framerelay_decode_seconds_total / "
+        "ffmpeg decode: the mean, -benchmark utime / frames, -threads 1, decoding and converting to bgr24; ffmpeg "
+        "p50/p99 per frame (clip lines, goals): user+sys of each frame's -benchmark_all decode_video step, which "
+        "is decoding only (so the p99 goals are, if anything, stricter on the server, whose figures include "
+        "the conversion), first frame (decoder set-up) left out; server decode: framerelay_decode_seconds_total / "
         "framerelay_packets_decoded_total (decode + conversion, thread CPU, ms); server other: relay-server's CPU in the "
         "window minus its decoding, per frame delivered (ingest, hand-offs, serializing and writing answers), ms. fps: frames delivered per second; pub. fps: "
         "frames stored per second; dec. fps: packets the live decoder decoded per second. CPU: % of one core over the "
         "window (cons. = this Python consumer); stall: share of the window in which some runnable task waited for "
         "a CPU (/proc/pressure/cpu), near 0 on a quiet machine.",
-        "",
-        f"{'goal: stored -> consumer p99 <= decode + 5 ms':<48}{'p99 ms':>14}{'target':>9}  result",
     ]
-    for r in results:
-        if r["publisher"] != "timed":
-            continue
-        target = r["decode_ms"] + GOAL_MARGIN_MS
-        low, high = r["stored_low_p99_ms"], r["stored_high_p99_ms"]
-        outcome = "PASS" if high <= target else "FAIL" if low > target else \
-            f"UNDECIDED (the bracket straddles {target:.1f})"
-        lines.append(f"{r['size'] + ' (timed publisher)':<48}{bracket(low, high):>14}{'<= ' + format(target, '.1f'):>9}"
-                     f"  {outcome}")
-    lines += ["", f"{'goal, server share: stored -> written p99 <= decode + 5 ms':<60}{'p99 ms':>8}{'target':>9}  result"]
-    for r in results:
-        target = r["decode_ms"] + GOAL_MARGIN_MS
-        value = r["server_age_p99_ms"]
-        outcome = "-" if value is None else "PASS" if value <= target else "FAIL"
-        lines.append(f"{r['size'] + ' (' + r['publisher'] + ')':<60}{fmt(value, '.1f'):>8}"
-                     f"{'<= ' + format(target, '.1f'):>9}  {outcome}")
+    # Two baselines: the mean is what issue 13 was written against, but a latency p99 is a keyframe's (1 frame
+    # in 60), which FFmpeg itself takes several times a P-frame to decode; its p99 compares like with like.
+    for baseline, title in (
+            ("decode_ms", "goal: stored -> consumer p99 <= mean decode + 5 ms (stricter: a p99 frame is a keyframe)"),
+            ("decode_p99_ms", "goal: stored -> consumer p99 <= ffmpeg's p99 decode of the same frames + 5 ms")):
+        lines += ["", title, f"{'':<48}{'p99 ms':>14}{'target':>9}  result"]
+        for r in results:
+            if r["publisher"] != "timed":
+                continue
+            target = r[baseline] + GOAL_MARGIN_MS
+            low, high = r["stored_low_p99_ms"], r["stored_high_p99_ms"]
+            outcome = "PASS" if high <= target else "FAIL" if low > target else \
+                f"UNDECIDED (the bracket straddles {target:.1f})"
+            lines.append(f"{r['size'] + ' (timed publisher)':<48}{bracket(low, high):>14}{'<= ' + format(target, '.1f'):>9}"
+                         f"  {outcome}")
+    for baseline, title in (
+            ("decode_ms", "goal, server share: stored -> written p99 <= mean decode + 5 ms (stricter: a p99 frame is a "
+                          "keyframe)"),
+            ("decode_p99_ms", "goal, server share: stored -> written p99 <= ffmpeg's p99 decode + 5 ms")):
+        lines += ["", title, f"{'':<60}{'p99 ms':>8}{'target':>9}  result"]
+        for r in results:
+            target = r[baseline] + GOAL_MARGIN_MS
+            value = r["server_age_p99_ms"]
+            outcome = "-" if value is None else "PASS" if value <= target else "FAIL"
+            lines.append(f"{r['size'] + ' (' + r['publisher'] + ')':<60}{fmt(value, '.1f'):>8}"
+                         f"{'<= ' + format(target, '.1f'):>9}  {outcome}")
     return "\n".join(lines) + "\n"
 
 
@@ -572,7 +628,7 @@ def main():
         bench = Bench(args, children, log_dir)
         try:
             for size, clip in clips.items():
-                log(f"{size}: ffmpeg -threads 1 -benchmark decode to bgr24")
+                log(f"{size}: ffmpeg -threads 1 -benchmark and -benchmark_all decode to bgr24")
                 try:
                     decodes[size] = ffmpeg_decode(clip)
                     decodes[size]["python_parse_ms"] = python_parse_ms(clip)
