@@ -73,7 +73,10 @@ struct PacketRing {
     while count > 1 && isOverLimits {
       dropFirstGOP()
     }
-    if head > 1024 && head * 2 > packets.count {
+    // Compact once the evicted slots outnumber the live ones: each live slot moves at most once per
+    // eviction of as many, and the array stays under twice the live packets (it kept up to 2,048 slots,
+    // ~180 KB, per camera when the floor was 1,024).
+    if head > 64 && head * 2 > packets.count {
       packets.removeFirst(head)
       head = 0
     }
