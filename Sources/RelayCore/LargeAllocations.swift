@@ -1,3 +1,7 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// glibc's malloc raises its mmap threshold to the size of the largest block freed (up to 32 MiB), so
 /// after the first multi-megabyte frame is freed, frames come from the heap, which then fragments and
 /// keeps hundreds of megabytes after a burst (measured: 8 devices of 4 MiB frames held 348 MiB against
@@ -5,11 +9,17 @@
 /// returned to the system when freed. And every thread that allocates gets an arena of its own, up to
 /// 8 per core, each keeping what was freed in it: in a 60-minute soak the server's memory rose in 8 MiB
 /// steps as Dispatch added worker threads. Four arenas bound that and are plenty for 2–4 cores.
+///
+/// The price: every fresh frame-sized block is page-faulted in, 4 KiB at a time. On the multi-megabyte
+/// paths (raw 1080p ingest, 1080p answers) that is about half of relay-server's CPU; a 32 MiB threshold
+/// ingested raw 1080p 1.56x faster, but the heap then outgrew the memory bound the abuse test holds the
+/// server to (docs/performance.md, "Raw ingest"). glibc's own variables (MALLOC_MMAP_THRESHOLD_,
+/// MALLOC_ARENA_MAX), when set, win, so that trade can be measured or chosen without a rebuild.
 public enum LargeAllocations {
   public static func mapEachFrameOnItsOwn() {
     #if os(Linux)
-    _ = glibcMallopt(mmapThreshold, 1 << 20)
-    _ = glibcMallopt(arenaMax, 4)
+    if getenv("MALLOC_MMAP_THRESHOLD_") == nil { _ = glibcMallopt(mmapThreshold, 1 << 20) }
+    if getenv("MALLOC_ARENA_MAX") == nil { _ = glibcMallopt(arenaMax, 4) }
     #endif
   }
 
