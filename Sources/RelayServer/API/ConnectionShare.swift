@@ -2,8 +2,8 @@ import Synchronization
 
 /// A fair share of the server per connection: at most `permits` VideoLatestImage answers of one
 /// connection are in the making at once; its other calls wait their turn. Without it, a connection
-/// with a thousand calls in flight queues a thousand tasks on the cooperative pool ahead of every
-/// other consumer's one (a crowd on one device starved a good client for seconds).
+/// with a thousand calls in flight queues a thousand tasks on the handlers' threads (the event loops)
+/// ahead of every other consumer's one (a crowd on one device starved a good client for seconds).
 final class ConnectionShare: Sendable {
   private struct Connection {
     var inUse = 0

@@ -2,9 +2,10 @@ import NIOCore
 
 /// Runs tasks on NIO's event loops instead of Swift's cooperative pool. The gRPC handlers run on it
 /// (`GRPCListener`): a message that arrives on a loop resumes its handler on that same loop, and the
-/// answer the handler writes reaches its channel without another hop. On the pool every message costs
-/// two thread wake-ups (loop → pool → loop), which were most of an ack's and an Annotate call's CPU.
-/// So handlers must never block: FFmpeg, SQLite and file work stay on threads of their own.
+/// answer the handler writes reaches its channel without another hop (a Publish frame and its ack). On
+/// the pool every message costs two thread wake-ups (loop → pool → loop). Work resumed from another
+/// thread (a decoded picture, an outbox commit, a timer) lands on the next loop and may still hop to
+/// its channel's. So handlers must never block: FFmpeg, SQLite and file work stay on threads of their own.
 final class EventLoopTaskExecutor: TaskExecutor {
   private let group: any EventLoopGroup
 

@@ -73,9 +73,9 @@ struct PacketRing {
     while count > 1 && isOverLimits {
       dropFirstGOP()
     }
-    // Compact once the evicted slots outnumber the live ones: each live slot moves at most once per
-    // eviction of as many, and the array stays under twice the live packets (it kept up to 2,048 slots,
-    // ~180 KB, per camera when the floor was 1,024).
+    // Compact once the evicted slots outnumber the live ones (and 64): each live slot moves at most
+    // once per eviction of as many, and the array holds at most max(2 x live, live + 64) slots (up to
+    // 2,048, ~180 KB, per camera when the floor was 1,024). Its capacity stays at its peak.
     if head > 64 && head * 2 > packets.count {
       packets.removeFirst(head)
       head = 0
