@@ -33,6 +33,20 @@ private func packet(_ index: UInt64, key: Bool, bytes: Int = 100, ms: Int64? = n
     #expect(ring.byteCount == 600)
   }
 
+  @Test func evictedSlotsAreCompactedAway() {
+    // 10 s of 30 fps, a keyframe every 60: ~300 live packets, evicted a GOP at a time.
+    var ring = PacketRing(limits: .init(maxBytes: 1 << 30, maxSeconds: 10))
+    var largestArray = 0
+    for i in UInt64(1)...3_000 {
+      ring.append(packet(i, key: i % 60 == 1))
+      largestArray = max(largestArray, ring.packets.count)
+      #expect(ring.packets.count <= max(2 * ring.count, ring.count + 65))
+    }
+    #expect(largestArray < 700, "the slot array stays near twice the live packets, not 2,048")
+    #expect(ring.first?.isKeyframe == true && ring.last?.index == 3_000)
+    #expect(ring.packets(after: 2_990).map(\.index) == Array(2_991...3_000))
+  }
+
   @Test func evictsBySeconds() {
     var ring = PacketRing(limits: .init(maxBytes: 1 << 30, maxSeconds: 1))
     for i in UInt64(1)...10 { ring.append(packet(i, key: i % 2 == 1, ms: Int64(i) * 300)) }
