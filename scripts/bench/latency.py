@@ -272,9 +272,22 @@ def decode_video_ms(stderr):
     return frames[1:]
 
 
+def ffmpeg_version():
+    """FFmpeg's (major, minor) version (Debian 12 ships 5.1), or None if it cannot be read."""
+    result = subprocess.run(["ffmpeg", "-hide_banner", "-version"], capture_output=True, text=True, timeout=30)
+    match = re.search(r"ffmpeg version n?(\d+)\.(\d+)", result.stdout)
+    return (int(match.group(1)), int(match.group(2))) if match else None
+
+
 def ffmpeg_decode(clip, runs=3):
     """FFmpeg decoding the clip to bgr24 on one thread: ms of utime (and of rtime) per frame with -benchmark,
     and each frame's decode time with -benchmark_all (p50, p99, mean); median of runs."""
+    # From 6.1 the ffmpeg tool runs decoding in threads of its own and -benchmark_all's per-step times
+    # (process-wide getrusage) no longer belong to one frame: refuse rather than print wrong figures.
+    version = ffmpeg_version()
+    if version is None or version >= (6, 1):
+        raise BenchError("per-frame decode times need an FFmpeg before 6.1, whose -benchmark_all times each "
+                         f"step on one thread (found {'.'.join(map(str, version)) if version else 'an unknown version'})")
     per_frame, real, p50, p99, mean = [], [], [], [], []
     for _ in range(runs):
         result = subprocess.run(ffmpeg_command(clip, "-benchmark"), capture_output=True, text=True, timeout=600)

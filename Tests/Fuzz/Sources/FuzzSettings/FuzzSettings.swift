@@ -65,6 +65,10 @@ private func readServer(_ settings: Settings) {
   _ = Duration.milliseconds(settings.int("coldStartWaitMs", flag: nil, default: 1000, allowed: 0...60_000))
   _ = settings.int("http2.maxFrameSize", flag: nil, default: 1 << 20, allowed: 16384...16_777_215)
   _ = settings.int("http2.windowSize", flag: nil, default: 16 << 20, allowed: 65535...Int(Int32.max))
+  _ = settings.int("maxStreamsPerConnection", flag: nil, default: 100)
+  _ = settings.value("handlerThreads", flag: nil, default: "event-loops", allowed: "event-loops or pool") {
+    ["event-loops", "pool"].contains($0) ? $0 : nil
+  }
   _ = settings.string("dataDir", flag: nil, default: "relay-data")
   let upstream = settings.value(
     "annotations.upstream", flag: nil, default: nil as UpstreamAddress?, allowed: "an upstream URL", shown: { $0?.description ?? "~" }
