@@ -8,7 +8,8 @@ Cases, each run on a fresh server:
   (c) a 1080p30 H.264 file replayed with --pace fast:      relay-client -> relay-server
   iperf3 over 127.0.0.1: one TCP stream, the ceiling for (a).
 Every case runs --runs times (interleaved, so slow drift of the machine hits all cases alike) and the
-table shows the median of each number. Only the standard library is needed here.
+table shows the median of each number, the server's CPU per frame (utime+stime of relay-server or of the
+grpcio peer while the client ran, per acked frame) included. Only the standard library is needed here.
 """
 import argparse
 import datetime
@@ -22,7 +23,7 @@ import tempfile
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 import framerelay_support  # noqa: E402
-from framerelay_support import ManagedProcess, ProcessError, file_tail, pick_port  # noqa: E402
+from framerelay_support import ManagedProcess, ProcessError, file_tail, pick_port, process_cpu_seconds  # noqa: E402
 
 REPO = str(framerelay_support.REPO)
 PEER = os.path.join(REPO, "scripts", "bench", "grpcio_peer.py")
@@ -129,13 +130,15 @@ class Bench:
             "--window", str(self.args.window),
         ], lambda process: framerelay_support.relay_server_ready(process, READY_TIMEOUT_S).address)
         try:
+            cpu0 = process_cpu_seconds(server.pid)
             summary = self.run_client(name, [
                 os.path.join(self.bin_dir, "relay-client"), "publish", "--server", address,
                 "--device", f"bench-{name.split('.')[0]}", *source_args, "--window", str(self.args.window),
             ])
+            cpu1 = process_cpu_seconds(server.pid)
         finally:
             self.children.stop(server)
-        return measurement(summary, expected_frames, expected_frame_bytes)
+        return measurement(summary, expected_frames, expected_frame_bytes, server_cpu(cpu0, cpu1))
 
     def grpcio_case(self, name, frame_bytes, frames):
         server, address = self.start_server(name, [
@@ -143,14 +146,16 @@ class Bench:
             "--ring-max-bytes", str(RING_MAX_BYTES),
         ], lambda process: process.wait_for_output(r"^grpcio-peer listening on (\S+)\s*$", READY_TIMEOUT_S).group(1))
         try:
+            cpu0 = process_cpu_seconds(server.pid)
             summary = self.run_client(name, [
                 sys.executable, PEER, "client", "--server", address, "--frame-bytes", str(frame_bytes),
                 "--frames", str(frames), "--window", str(self.args.window),
                 "--timeout", str(self.args.case_timeout),
             ])
+            cpu1 = process_cpu_seconds(server.pid)
         finally:
             self.children.stop(server)
-        return measurement(summary, frames, frame_bytes)
+        return measurement(summary, frames, frame_bytes, server_cpu(cpu0, cpu1))
 
     def iperf3(self, name):
         port = pick_port()
@@ -176,13 +181,18 @@ class Bench:
         except (OSError, ValueError, KeyError) as error:
             raise BenchError(f"{name}: no iperf3 result ({error})\n{file_tail(out, 5)}")
         return {"frames": None, "fps": None, "gbps": received["bytes"] / received["seconds"] / 1e9,
-                "p50": None, "p99": None, "note": ""}
+                "p50": None, "p99": None, "server_ms": None, "note": ""}
 
 
 SUMMARY_KEYS = ("frames_sent", "frames_acked", "bytes_sent", "seconds", "ack_rtt_p50_ms", "ack_rtt_p99_ms")
 
 
-def measurement(summary, expected_frames, expected_frame_bytes):
+def server_cpu(before, after):
+    """The server's CPU seconds (utime+stime) over the client's run, or None if it was gone."""
+    return None if before is None or after is None else after - before
+
+
+def measurement(summary, expected_frames, expected_frame_bytes, server_cpu_s=None):
     missing = [key for key in SUMMARY_KEYS if not isinstance(summary.get(key), (int, float))]
     if missing:
         raise BenchError(f"summary without numeric {', '.join(missing)}: {json.dumps(summary)}")
@@ -201,7 +211,8 @@ def measurement(summary, expected_frames, expected_frame_bytes):
             f"{summary['bytes_sent'] / max(summary['frames_sent'], 1):.0f} bytes/frame, expected {expected_frame_bytes}"
     # Both from the summary's own counters, so relay-client and the grpcio peer are computed alike.
     return {"frames": acked, "fps": acked / seconds, "gbps": summary["bytes_sent"] / seconds / 1e9,
-            "p50": summary["ack_rtt_p50_ms"], "p99": summary["ack_rtt_p99_ms"], "note": note}
+            "p50": summary["ack_rtt_p50_ms"], "p99": summary["ack_rtt_p99_ms"],
+            "server_ms": None if server_cpu_s is None else server_cpu_s / acked * 1000, "note": note}
 
 
 def make_h264_file(directory, timeout_s):
@@ -242,7 +253,7 @@ def render(args, results, failures, started):
         f"GB = 1e9 bytes of payload; fresh server per case",
         "",
         f"{'case':<34}{'frames':>7}{'frames/s':>11}{'GB/s':>8}{'ack p50 ms':>12}{'ack p99 ms':>12}"
-        f"  each run (frames/s; GB/s for iperf3)",
+        f"{'server CPU ms/frame':>21}  each run (frames/s; GB/s for iperf3)",
     ]
     for case, title in CASE_TITLES.items():
         runs = results.get(case, [])
@@ -254,7 +265,7 @@ def render(args, results, failures, started):
         lines.append(
             f"{title:<34}{fmt(median_of(runs, 'frames'), '.0f'):>7}{fmt(median_of(runs, 'fps'), '.1f'):>11}"
             f"{fmt(median_of(runs, 'gbps'), '.3f'):>8}{fmt(median_of(runs, 'p50'), '.2f'):>12}"
-            f"{fmt(median_of(runs, 'p99'), '.2f'):>12}  {per_run}")
+            f"{fmt(median_of(runs, 'p99'), '.2f'):>12}{fmt(median_of(runs, 'server_ms'), '.3f'):>21}  {per_run}")
         for note in sorted({r["note"] for r in runs if r["note"]}) + failures.get(case, []):
             lines.append(f"{'':<6}note: {note}")
         if case == "c-relay":

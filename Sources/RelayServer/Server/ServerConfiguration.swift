@@ -114,4 +114,3 @@ public enum HandlerThreads: String, Sendable, CaseIterable {
   case eventLoops = "event-loops"
   case pool
 }
-
