@@ -4,10 +4,12 @@ import Synchronization
 /// Uninitialised buffers for pictures and their serialized answers, reused once the last Data holding
 /// one is gone (on whichever thread that is).
 ///
-/// Why: a multi-megabyte malloc is a mapping of its own (LargeAllocations fixes glibc's threshold at
-/// 1 MiB), so a fresh buffer per frame costs a page fault per 4 KiB written, 1,500 for one 1080p bgr24
-/// picture, and an munmap when freed: with four such buffers per picture, faults were about a third of
-/// relay-server's CPU while one consumer took 1080p pictures (perf). A reused buffer is already mapped.
+/// Why: under glibc's malloc a multi-megabyte block is a mapping of its own (MemoryAllocator fixes the
+/// threshold at 1 MiB), so a fresh buffer per frame costs a page fault per 4 KiB written, 1,500 for one
+/// 1080p bgr24 picture, and an munmap when freed: with four such buffers per picture, faults were about a
+/// third of relay-server's CPU while one consumer took 1080p pictures (perf). A reused buffer is already
+/// mapped. jemalloc, when preloaded, keeps freed blocks mapped for a while; this reuse holds however
+/// slowly pictures come.
 /// Keeps at most `keep` free buffers, all of the size class asked for last (sizes rounded up to 4 KiB,
 /// so a keyframe's answer, a few bytes longer, takes the same buffers); a new class lets the old go.
 public final class PictureBuffers: Sendable {

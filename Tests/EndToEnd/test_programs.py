@@ -86,3 +86,47 @@ def test_rtsp_server_script_serves_test_pattern(start_rtsp_server):
 def test_rtsp_server_script_serves_a_file(start_rtsp_server, h264_mp4):
     _, url = start_rtsp_server("--file", h264_mp4.path)
     assert rtsp_stream_facts(url) == ("h264", 320, 240)
+
+
+
+ALLOCATOR = r'"memory_allocator"\s*:\s*"([^"]*)"'
+# docs/performance.md, "Choosing the allocator"
+JEMALLOC_CONF = "background_thread:true,dirty_decay_ms:250,muzzy_decay_ms:0,oversize_threshold:0"
+
+
+def jemalloc_library():
+    found = re.search(r"^\s*libjemalloc\.so\.2 .*=> (\S+)$",
+                      subprocess.run(["/sbin/ldconfig", "-p"], capture_output=True, text=True).stdout, re.M)
+    assert found, "libjemalloc.so.2 is not installed (Debian's libjemalloc2): run scripts/setup"
+    return found.group(1)
+
+
+@pytest.mark.binaries
+def test_server_says_which_allocator_serves_it(start_server):
+    server = start_server("--log-format", "json")
+    assert server.process.wait_for_output(ALLOCATOR, timeout=5, stream="stderr").group(1) == "glibc malloc"
+
+
+@pytest.mark.binaries
+def test_raw_frames_flow_under_jemalloc_preloaded(processes, tmp_path):
+    """Preloading jemalloc is the documented alternative to glibc's malloc: both programs then run on it
+    with the settings given, say so, and raw 1080p frames (the path it speeds up) are stored and acked."""
+    env = {"LD_PRELOAD": jemalloc_library(), "MALLOC_CONF": JEMALLOC_CONF}
+    server = support.relay_server_ready(processes("relay-server", [
+        support.RELAY_SERVER, "--listen", "127.0.0.1:0", "--data-dir", str(tmp_path / "data"), "--log-format", "json",
+    ], env=env))
+    in_effect = server.process.wait_for_output(ALLOCATOR, timeout=5, stream="stderr").group(1).split()
+    assert in_effect[0] == "jemalloc" and in_effect[1].startswith("5."), in_effect
+    for setting in JEMALLOC_CONF.split(","):
+        assert setting in in_effect, f"{setting} not in effect: {in_effect}"
+
+    frames = 40
+    client = processes("relay-client", [
+        support.RELAY_CLIENT, "publish", "--server", server.address, "--device", "jemalloc-cam",
+        "--synthetic", "1920x1080", "--frames", str(frames), "--log-level", "debug", "--log-format", "json",
+    ], env={**env, "MALLOC_CONF": "dirty_decay_ms:1000"})
+    assert client.wait(timeout=30) == 0, support.tail(client.stderr())
+    in_effect = re.search(ALLOCATOR, client.stderr()).group(1).split()
+    assert in_effect[0] == "jemalloc" and "dirty_decay_ms:1000" in in_effect, in_effect
+    summary = summary_of(client)
+    assert summary["frames_acked"] == summary["frames_sent"] == frames, summary

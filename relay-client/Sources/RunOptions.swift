@@ -97,14 +97,15 @@ struct RunOptions: ParsableArguments {
 }
 
 extension RunOptions.Values {
-  /// Once per process: malloc's threshold for frames, swift-log in the chosen format, swift-metrics into
-  /// the registry `--metrics-listen` serves. Returns the program's logger.
+  /// Once per process: glibc's malloc tuned for frames (MemoryAllocator), swift-log in the chosen format,
+  /// swift-metrics into the registry `--metrics-listen` serves. Returns the program's logger.
   func bootstrapLoggingAndMetrics() -> Logger {
-    LargeAllocations.mapEachFrameOnItsOwn()
+    MemoryAllocator.configure()
     logFormat.bootstrap()
     MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: ClientMetricsServer.registry))
     var logger = Logger(label: "relay-client")
     logger.logLevel = logLevel
+    logger.debug("memory allocator", metadata: ["memory_allocator": "\(MemoryAllocator.summary)"])
     return logger
   }
 

@@ -151,7 +151,7 @@ struct RelayServerCommand: AsyncParsableCommand {
   var logFormat: String?
 
   func run() async throws {
-    LargeAllocations.mapEachFrameOnItsOwn()
+    MemoryAllocator.configure()
     let settings: ServerSettings
     do {
       settings = try ServerSettings.read(self)
@@ -177,7 +177,12 @@ struct RelayServerCommand: AsyncParsableCommand {
     try await RelayServer(configuration: configuration, prometheus: prometheus, logger: logger).run { address in
       // Unbuffered: scripts and tests wait for this line.
       FileHandle.standardOutput.write(Data("relay-server listening on \(address)\n".utf8))
-      logger.info("listening", metadata: ["address": "\(address)", "max_frame_bytes": "\(configuration.maxFrameBytes)"])
+      logger.info(
+        "listening",
+        metadata: [
+          "address": "\(address)", "max_frame_bytes": "\(configuration.maxFrameBytes)",
+          "memory_allocator": "\(MemoryAllocator.summary)",
+        ])
     } onMetricsListening: { address in
       FileHandle.standardOutput.write(Data("relay-server metrics on \(address)\n".utf8))
     }

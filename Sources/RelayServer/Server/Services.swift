@@ -96,9 +96,10 @@ struct LiveDecodersService: Service {
   }
 }
 
-/// Every `interval`, freed heap memory goes back to the system (LargeAllocations.returnFreedMemory), so
-/// RSS follows what is in use rather than the worst burst so far. A trim walks malloc's free lists: a
-/// few milliseconds for hundreds of MiB, on a thread of the cooperative pool. Every 2 s because each
+/// Every `interval`, freed heap memory goes back to the system (MemoryAllocator.returnFreedMemory), so
+/// RSS follows what is in use rather than the worst burst so far. A glibc trim walks malloc's free lists:
+/// a few milliseconds for hundreds of MiB, on a thread of the cooperative pool (under jemalloc, a purge of
+/// the dirty pages its decay has not yet returned). Every 2 s because each
 /// camera's ring frees a whole GOP at once (~1 MB at 4 Mbit/s): 100 cameras held 33 MiB less than with
 /// 10 s, at no CPU cost the camera benchmark could tell apart from noise.
 struct MemoryTrimmer: Service {
@@ -108,7 +109,7 @@ struct MemoryTrimmer: Service {
     try? await cancelWhenGracefulShutdown {
       while true {
         try await Task.sleep(for: interval)
-        LargeAllocations.returnFreedMemory()
+        MemoryAllocator.returnFreedMemory()
       }
     }
   }
