@@ -51,8 +51,8 @@ public enum MemoryAllocator {
       + "oversize_threshold:\(oversize) narenas:\(arenas)"
   }
 
-  /// jemalloc's `opt.*` and other read-only values; nil without jemalloc or for an unknown name.
-  public static func read<Value>(_ name: String, as type: Value.Type) -> Value? {
+  /// A jemalloc value (`opt.*`, `version`) of the C type `Value` stands for; nil for an unknown name.
+  private static func read<Value: BitwiseCopyable>(_ name: String, as type: Value.Type) -> Value? {
     guard let jemallocControl else { return nil }
     let value = UnsafeMutableRawPointer.allocate(
       byteCount: MemoryLayout<Value>.size, alignment: MemoryLayout<Value>.alignment)
@@ -70,7 +70,7 @@ public enum MemoryAllocator {
     UnsafePointer<CChar>?, UnsafeMutableRawPointer?, UnsafeMutablePointer<Int>?, UnsafeMutableRawPointer?, Int
   ) -> Int32
 
-  nonisolated(unsafe) private static let jemallocControl: Mallctl? = {
+  private static let jemallocControl: Mallctl? = {
     #if os(Linux)
     guard let program = dlopen(nil, RTLD_NOW), let symbol = dlsym(program, "mallctl") else { return nil }
     return unsafeBitCast(symbol, to: Mallctl.self)
