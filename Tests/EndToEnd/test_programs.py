@@ -88,7 +88,6 @@ def test_rtsp_server_script_serves_a_file(start_rtsp_server, h264_mp4):
     assert rtsp_stream_facts(url) == ("h264", 320, 240)
 
 
-
 ALLOCATOR = r'"memory_allocator"\s*:\s*"([^"]*)"'
 # docs/performance.md, "Choosing the allocator"
 JEMALLOC_CONF = "background_thread:true,dirty_decay_ms:250,muzzy_decay_ms:0,oversize_threshold:0"
