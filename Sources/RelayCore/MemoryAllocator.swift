@@ -9,10 +9,10 @@ import Glibc
 /// goes back as soon as a frame is freed, at the price of page-faulting every fresh block in. jemalloc,
 /// preloaded (`LD_PRELOAD=libjemalloc.so.2` with the MALLOC_CONF in docs/performance.md, "Choosing the
 /// allocator"), keeps a freed block mapped long enough to back the next frame of its size: it takes
-/// relay-server's CPU per raw 1080p frame from 10.9 to 6.2 ms, but does nothing for H.264 cameras, and
-/// its size classes hold 8-11% more resident memory with 50-100 of them, so it is a choice for raw
-/// pictures (AVA, the minimal protocol, raw cameras), not the default. Either way this type knows which
-/// one serves, and gives freed memory back through it.
+/// relay-server's CPU per raw 1080p frame from 10.9 to 6.2 ms, but gains H.264 cameras nothing, and
+/// raw frames at the limits outgrow the abuse tests' memory bound, so it is a choice for raw pictures
+/// (AVA, the minimal protocol, raw cameras), not the default. Either way this type knows which one
+/// serves, and gives freed memory back through it.
 public enum MemoryAllocator {
   /// Whether jemalloc serves this process's mallocs (preloaded, or linked by whoever embeds this).
   public static var isJemalloc: Bool { jemallocControl != nil }

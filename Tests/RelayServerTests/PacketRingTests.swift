@@ -47,6 +47,44 @@ private func packet(_ index: UInt64, key: Bool, bytes: Int = 100, ms: Int64? = n
     #expect(ring.packets(after: 2_990).map(\.index) == Array(2_991...3_000))
   }
 
+  @Test func aClosedGOPIsPackedIntoOneBlockWithItsBytesUnchanged() {
+    var ring = PacketRing(limits: .init(maxBytes: 1 << 20, maxSeconds: 60))
+    func distinct(_ index: UInt64, key: Bool, bytes: Int) -> StoredPacket {
+      var made = packet(index, key: key)
+      made.data = Data((0..<bytes).map { UInt8(truncatingIfNeeded: Int(index) &* 31 &+ $0) })
+      return made
+    }
+    let sizes = [5_000, 1_200, 0, 900, 3_333]
+    let gop = sizes.enumerated().map { distinct(UInt64($0.offset + 1), key: $0.offset == 0, bytes: $0.element) }
+    for stored in gop { ring.append(stored) }
+    let loose = ring.packets.map { $0.data.withUnsafeBytes { UInt(bitPattern: $0.baseAddress) } }
+    ring.append(distinct(6, key: true, bytes: 700))  // closes the GOP
+
+    let packed = Array(ring.packets[0..<5])
+    #expect(packed.map(\.data) == gop.map(\.data), "packing changed some packet's bytes")
+    let addresses = packed.filter { !$0.data.isEmpty }.map { $0.data.withUnsafeBytes { UInt(bitPattern: $0.baseAddress) } }
+    let sizesKept = packed.filter { !$0.data.isEmpty }.map { UInt($0.data.count) }
+    for n in 1..<addresses.count {
+      #expect(addresses[n] == addresses[n - 1] + sizesKept[n - 1], "packet \(n) does not follow the one before it")
+    }
+    #expect(addresses.first != loose.first, "the GOP still sits in its own allocations")
+    #expect(ring.byteCount == sizes.reduce(0, +) + 700)
+
+    // The open GOP (one keyframe) is not packed until a keyframe closes it; a lone keyframe never is.
+    ring.append(distinct(7, key: true, bytes: 800))
+    #expect(ring.packets[5].data == distinct(6, key: true, bytes: 700).data)
+  }
+
+  @Test func packedGOPsAreEvictedWholeAndTheirBytesOutliveTheRingWhileHeld() {
+    var ring = PacketRing(limits: .init(maxBytes: 1_000, maxSeconds: 60))
+    for i in UInt64(1)...4 { ring.append(packet(i, key: i == 1, bytes: 200)) }
+    ring.append(packet(5, key: true, bytes: 200))  // packs 1...4
+    let held = ring.packets[1].data  // a reader still holding a packet of the packed GOP
+    for i in UInt64(6)...9 { ring.append(packet(i, key: i == 9, bytes: 200)) }  // evicts 1...4
+    #expect(ring.first?.index == 5)
+    #expect(held == Data(count: 200), "a held packet of an evicted, packed GOP must keep its bytes")
+  }
+
   @Test func evictsBySeconds() {
     var ring = PacketRing(limits: .init(maxBytes: 1 << 30, maxSeconds: 1))
     for i in UInt64(1)...10 { ring.append(packet(i, key: i % 2 == 1, ms: Int64(i) * 300)) }

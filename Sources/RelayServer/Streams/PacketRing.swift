@@ -1,3 +1,5 @@
+import Foundation
+
 /// A device's recent packets, bounded by bytes and by seconds of capture time.
 /// Eviction takes whole GOPs from the front, so the ring always starts at a keyframe and anything
 /// decoding from it can begin at its head.
@@ -22,6 +24,7 @@ struct PacketRing {
   mutating func append(_ packet: StoredPacket) {
     // A ring that would start with a P-frame is useless to a decoder: wait for a keyframe.
     if isEmpty && !packet.isKeyframe { return }
+    if packet.isKeyframe { packLastGOP() }
     packets.append(packet)
     byteCount += packet.data.count
     evictWhileOverLimits()
@@ -79,6 +82,23 @@ struct PacketRing {
     if head > 64 && head * 2 > packets.count {
       packets.removeFirst(head)
       head = 0
+    }
+  }
+
+  /// Copies the packets of the GOP a keyframe closes into one block of exactly their size: the
+  /// allocator's size classes and partly used slabs then cost nothing on them while they wait in the ring.
+  private mutating func packLastGOP() {
+    guard let start = packets[head...].lastIndex(where: \.isKeyframe), packets.count - start >= 2 else { return }
+    let total = packets[start...].reduce(0) { $0 + $1.data.count }
+    guard total > 0, total <= GOPBlock.maxBytes, let block = GOPBlock(byteCount: total) else { return }
+    var offset = 0
+    for position in start..<packets.count {
+      let data = packets[position].data
+      guard !data.isEmpty else { continue }
+      data.withUnsafeBytes { (block.base + offset).copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+      packets[position].data = Data(
+        bytesNoCopy: block.base + offset, count: data.count, deallocator: .custom { _, _ in withExtendedLifetime(block) {} })
+      offset += data.count
     }
   }
 
