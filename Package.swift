@@ -100,7 +100,8 @@ let package = Package(
     .testTarget(name: "RelayCoreTests", dependencies: ["RelayCore"]),
     .testTarget(name: "SettingsTests", dependencies: ["Settings"]),
     .testTarget(name: "MediaTests", dependencies: ["Media", "MediaDevices"]),
-    .testTarget(name: "RelayServerTests", dependencies: ["RelayServer", "RelayCore", "RelayProtocol", "Media", swiftProtobuf]),
+    .testTarget(
+      name: "RelayServerTests", dependencies: ["RelayServer", "RelayCore", "RelayProtocol", "Media", swiftProtobuf] + nio),
     .testTarget(name: "AnnotationsTests", dependencies: ["Annotations", "RelayProtocol"]),
     .testTarget(name: "RelayClientTests", dependencies: ["RelayClient", "RelayCore"]),
   ]

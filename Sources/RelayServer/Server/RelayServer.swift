@@ -102,12 +102,15 @@ public struct RelayServer: Sendable {
     }
     let limit = ConnectionLimit(maximum: configuration.maxConnections)
     let loops = MultiThreadedEventLoopGroup.singleton
-    let handlerExecutor = configuration.handlerThreads == .eventLoops ? EventLoopTaskExecutor(group: loops) : nil
+    let onLoops = configuration.handlerThreads == .eventLoops
+    let handlerExecutor = onLoops ? EventLoopTaskExecutor(group: loops) : nil
+    let callExecutors = onLoops ? LoopExecutors(group: loops) : nil
     for address in configuration.listen {
+      let transport = HTTP2ServerTransport.Posix(
+        address: address.socketAddress, transportSecurity: try security.grpcTransportSecurity(),
+        config: transportConfig(limit), eventLoopGroup: loops)
       let server = GRPCServer(
-        transport: .http2NIOPosix(
-          address: address.socketAddress, transportSecurity: try security.grpcTransportSecurity(),
-          config: transportConfig(limit), eventLoopGroup: loops),
+        transport: LoopPinnedTransport(base: transport, executors: callExecutors),
         services: rpcServices, interceptors: [ConnectionLimitInterceptor(limit: limit), security.interceptor])
       parts.append(("grpc \(address)", GRPCListener(server: server, address: address, handlerExecutor: handlerExecutor) { bound in
         readiness.listenerBound()

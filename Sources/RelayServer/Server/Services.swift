@@ -12,9 +12,10 @@ import ServiceLifecycle
 /// One listen address: serves until shutdown, then stops taking calls and lets running ones end
 /// (streaming handlers end themselves on the same graceful shutdown).
 struct GRPCListener: Service {
-  let server: GRPCServer<HTTP2ServerTransport.Posix>
+  let server: GRPCServer<LoopPinnedTransport<HTTP2ServerTransport.Posix>>
   let address: HostPort
-  /// Where the handlers run (every call's task inherits it); nil is Swift's cooperative pool.
+  /// Where the transport's tasks run (connections, and calls until LoopPinnedTransport pins each to its
+  /// loop); nil is Swift's cooperative pool.
   let handlerExecutor: EventLoopTaskExecutor?
   let onListening: @Sendable (String) -> Void
 
