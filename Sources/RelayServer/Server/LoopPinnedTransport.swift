@@ -3,9 +3,10 @@ import GRPCNIOTransportHTTP2
 import NIOCore
 import NIOPosix
 
-/// The gRPC transport with each call pinned to one event loop: the loop its task starts on, which is its
-/// connection's (the transport starts a call from its connection's task, which runs on that loop). All of
-/// a call's writes then run inline on its stream's loop, in the order the call made them.
+/// The gRPC transport with each call pinned to one event loop: the loop its task starts on, normally its
+/// connection's (the transport starts a call from its connection's task, which the connection's reads
+/// resume there). All of a call's writes then run on one thread, inline on its stream's loop (or, if the
+/// call started elsewhere, each queued to it from that one loop), in the order the call made them.
 ///
 /// Without the pin a call followed whichever loop resumed it (`EventLoopTaskExecutor` over the group):
 /// some of its writes ran inline on the stream's loop and others were queued to it from the other loop,
