@@ -71,8 +71,10 @@ private func packet(_ index: UInt64, key: Bool, bytes: Int = 100, ms: Int64? = n
     #expect(ring.byteCount == sizes.reduce(0, +) + 700)
 
     // The open GOP (one keyframe) is not packed until a keyframe closes it; a lone keyframe never is.
+    let lone = ring.packets[5].data.withUnsafeBytes { UInt(bitPattern: $0.baseAddress) }
     ring.append(distinct(7, key: true, bytes: 800))
     #expect(ring.packets[5].data == distinct(6, key: true, bytes: 700).data)
+    #expect(ring.packets[5].data.withUnsafeBytes { UInt(bitPattern: $0.baseAddress) } == lone, "a lone keyframe was copied")
   }
 
   @Test func packedGOPsAreEvictedWholeAndTheirBytesOutliveTheRingWhileHeld() {
