@@ -97,6 +97,13 @@ let package = Package(
         prometheus, .product(name: "Hummingbird", package: "hummingbird"),
       ],
       path: "relay-client/Sources"),
+    // Benchmarks only: Publish and Annotate with nothing behind them (scripts/bench/*.py --floor).
+    .executableTarget(
+      name: "relay-transport-floor",
+      dependencies: [
+        "RelayServer", "RelayCore", "RelayProtocol", argumentParser, logging, prometheus, grpcCore, grpcProtobuf,
+      ],
+      path: "scripts/bench/transport-floor"),
     .testTarget(name: "RelayCoreTests", dependencies: ["RelayCore"]),
     .testTarget(name: "SettingsTests", dependencies: ["Settings"]),
     .testTarget(name: "MediaTests", dependencies: ["Media", "MediaDevices"]),

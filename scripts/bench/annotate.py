@@ -5,6 +5,9 @@ the "one fsync per call" baseline on the same file system. Started by scripts/be
   relay:    a fresh relay-server (--data-dir on --dir, no upstream: every annotation stays in the outbox),
             --threads grpcio client threads, each on a channel (TCP connection) of its own, calling Annotate
             one call after the other for --seconds (or --calls in all). An OK means committed to the outbox.
+  floor:    the same clients against relay-transport-floor, relay-server's transport, settings and threads
+            with nothing behind Annotate (answered at once: no validation, no SQLite, no fsync): the
+            least a unary call costs on this transport, and the most calls/s these clients reach here.
   baseline: a plain Python sqlite3 loop in the same directory: WAL, synchronous=FULL, one INSERT + COMMIT
             per annotation (the same serialized AnnotateRequest), one thread: what a server without group
             commit could do at best.
@@ -30,7 +33,7 @@ import uuid
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 import framerelay_support  # noqa: E402
-from framerelay_support import ProcessError, metric_value, percentile, process_cpu_seconds  # noqa: E402
+from framerelay_support import ManagedProcess, ProcessError, metric_value, percentile, process_cpu_seconds  # noqa: E402
 from framerelay_support import cpu_stall_seconds, own_cpu_seconds  # noqa: E402
 
 REPO = str(framerelay_support.REPO)
@@ -201,6 +204,32 @@ def relay_run(args, name, children, scratch):
             "stall": None if stall_before is None or stall_after is None else (stall_after - stall_before) / (stall_to - stall_from)}
 
 
+def floor_run(args, name, children):
+    """The clients against relay-transport-floor: what the transport alone costs per call."""
+    server = ManagedProcess(f"{name}.server", [
+        os.path.join(args.bin_dir, "relay-transport-floor"), "--listen", "127.0.0.1:0"], args.log_dir,
+        new_session=True)
+    children.append(server)
+    try:
+        address = server.wait_for_output(r"^relay-transport-floor listening on (\S+)\s*$", READY_TIMEOUT_S).group(1)
+        ok, errors, latencies, wall, client_cpu, server_cpu = drive(
+            address, args.threads, args.seconds, args.calls, args.warmup_calls, server_pid=server.pid)
+        if not server.alive():
+            raise BenchError(f"relay-transport-floor exited with {server.returncode} during the run")
+    except (BenchError, ProcessError) as error:
+        raise BenchError(f"{error}\n{server.tail(lines=5)}") from None
+    finally:
+        server.stop(timeout=5.0)
+        children.remove(server)
+    if not ok:
+        raise BenchError(f"no call succeeded: {len(errors)} failed, e.g. {errors[:1]}")
+    return {"calls": ok, "rate": ok / wall, "p50": percentile(latencies, 50) * 1000,
+            "p99": percentile(latencies, 99) * 1000, "client_cpu": client_cpu / wall,
+            "server_cpu": None if server_cpu is None else server_cpu / wall,
+            "server_ms_per_call": None if server_cpu is None else server_cpu / ok * 1000,
+            "notes": [f"{len(errors)} calls failed, e.g. {errors[0]}"] if errors else []}
+
+
 def baseline_run(args, name, scratch):
     """One thread, one INSERT + COMMIT per annotation, WAL + synchronous=FULL: one fsync per call."""
     path = os.path.join(scratch, f"{name}.sqlite")
@@ -256,7 +285,9 @@ def render(args, results, failures, started, filesystem):
         f"{'case':<40}{'calls':>8}{'calls/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'client CPU':>12}{'server CPU':>12}"
         f"{'server ms/call':>16}  each run (calls/s)",
     ]
-    titles = {"relay": f"relay-server Annotate, {args.threads} threads", "baseline": "sqlite3 1 fsync/call (baseline)"}
+    titles = {"relay": f"relay-server Annotate, {args.threads} threads",
+              "floor": f"floor (no work), {args.threads} threads",
+              "baseline": "sqlite3 1 fsync/call (baseline)"}
     for case, title in titles.items():
         runs = results.get(case, [])
         if not runs:
@@ -269,11 +300,17 @@ def render(args, results, failures, started, filesystem):
                      + " ".join(f"{r['rate']:.0f}" for r in runs))
         for note in sorted({n for r in runs for n in r["notes"]}) + failures.get(case, []):
             lines.append(f"{'':<6}note: {note}")
-    relay, baseline = results.get("relay"), results.get("baseline")
+    relay, baseline, floor = results.get("relay"), results.get("baseline"), results.get("floor")
     lines.append("")
     if relay and baseline:
         lines.append(f"relay / baseline: {med(relay, 'rate') / med(baseline, 'rate'):.1f}x "
                      f"(what group commit buys over one fsync per call)")
+    if relay and floor:
+        floor_ms = med(floor, "server_ms_per_call")
+        lines.append(f"relay / floor: {med(relay, 'rate') / med(floor, 'rate'):.2f}x the calls/s"
+                     + ("" if floor_ms is None or med(relay, "server_ms_per_call") is None else
+                        f", {med(relay, 'server_ms_per_call') / floor_ms:.2f}x the server CPU per call")
+                     + " (the floor: the same transport answering at once, nothing stored)")
     clients = "" if args.threads == GOAL_THREADS else \
         f" (the goal is for {GOAL_THREADS} clients; this run had {args.threads})"
     if relay:
@@ -299,7 +336,7 @@ def render(args, results, failures, started, filesystem):
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--bin-dir", default=os.environ.get("RELAY_BIN_DIR", os.path.join(REPO, ".build", "release")),
-                        help="where relay-server is (env RELAY_BIN_DIR; default .build/release)")
+                        help="where relay-server and relay-transport-floor are (env RELAY_BIN_DIR; default .build/release)")
     parser.add_argument("--threads", type=int, default=8, help="client threads, a channel each (default 8)")
     parser.add_argument("--seconds", type=float, default=5, help="length of each run (default 5)")
     parser.add_argument("--calls", type=int, help="calls per run in all, instead of --seconds")
@@ -312,8 +349,9 @@ def main():
     args = parser.parse_args()
     args.bin_dir = os.path.abspath(args.bin_dir)
     args.dir = os.path.abspath(args.dir)
-    if not os.access(os.path.join(args.bin_dir, "relay-server"), os.X_OK):
-        sys.exit(f"bench-annotate: no relay-server in {args.bin_dir} (build it, or set RELAY_BIN_DIR)")
+    for program in ("relay-server", "relay-transport-floor"):
+        if not os.access(os.path.join(args.bin_dir, program), os.X_OK):
+            sys.exit(f"bench-annotate: no {program} in {args.bin_dir} (build it, or set RELAY_BIN_DIR)")
     if args.threads < 1 or args.runs < 1 or (args.calls is not None and args.calls < 1) or args.seconds <= 0:
         sys.exit("bench-annotate: --threads, --runs, --calls and --seconds must be positive")
 
@@ -327,13 +365,13 @@ def main():
         try:
             for run in range(1, args.runs + 1):
                 # Alternate which goes first, so neither always gets the warmer (or busier) machine.
-                order = ["relay", "baseline"] if run % 2 else ["baseline", "relay"]
+                order = ["relay", "floor", "baseline"] if run % 2 else ["baseline", "floor", "relay"]
                 for case in order:
                     name = f"{case}.{run}"
                     print(f"bench-annotate: run {run}/{args.runs}: {case}", file=sys.stderr, flush=True)
                     try:
                         result = relay_run(args, name, children, scratch) if case == "relay" else \
-                            baseline_run(args, name, scratch)
+                            floor_run(args, name, children) if case == "floor" else baseline_run(args, name, scratch)
                         results.setdefault(case, []).append(result)
                     except BenchError as error:
                         failures.setdefault(case, []).append(f"run {run}: {str(error).splitlines()[0]}")

@@ -185,6 +185,72 @@ class Bench:
             client, "publish", "--server", server_address, "--device", device,
             "--file", self.clip.mp4, "--loop", "--pace", "realtime"]) for device in devices]
 
+    def floor_case(self, cameras):
+        """The same gateway publishing into relay-transport-floor (relay-server's transport, settings and
+        threads; each frame decoded, acked and dropped): the server CPU no FrameRelay change goes below."""
+        name = f"floor-{cameras}"
+        devices = [f"cam-{i:03d}" for i in range(1, cameras + 1)]
+        process = self.children.start(f"{name}.server", [
+            os.path.join(self.args.bin_dir, "relay-transport-floor"), "--listen", "127.0.0.1:0",
+            "--max-streams-per-connection", str(max(100, cameras + 8))])
+        try:
+            address = process.wait_for_output(r"^relay-transport-floor listening on (\S+)\s*$",
+                                              READY_TIMEOUT_S).group(1)
+        except ProcessError as error:
+            self.children.stop(process)
+            raise BenchError(f"relay-transport-floor: {error.summary}\n{error.stderr_tail or ''}") from None
+        publishers = []
+        try:
+            publishers = self.start_publishers(name, "gateway", devices, address)
+            # Every camera acked, then a shorter warm-up than relay-server's: no ring to fill.
+            deadline = time.monotonic() + 30 + 0.3 * cameras
+            while True:
+                status = status_lines(publishers[0].stderr_path)
+                if all(status.get(d, (0, 0))[1] > 0 for d in devices):
+                    break
+                for each in publishers + [process]:
+                    if not each.alive():
+                        raise BenchError(f"{each.name} exited with {each.returncode}: {each.tail(lines=3)}")
+                if time.monotonic() > deadline:
+                    raise BenchError(f"not every camera had an ack after {30 + 0.3 * cameras:.0f} s")
+                time.sleep(0.5)
+            time.sleep(4)
+            client_pids = [p.pid for p in publishers]
+            before = status_lines(publishers[0].stderr_path)
+            stall0 = cpu_stall_seconds()
+            server0, client0, t0 = process_cpu_seconds(process.pid), cpu_of(client_pids), time.monotonic()
+            time.sleep(self.args.seconds)
+            server1, client1, t1 = process_cpu_seconds(process.pid), cpu_of(client_pids), time.monotonic()
+            stall1 = cpu_stall_seconds()
+            after = status_lines(publishers[0].stderr_path)
+            if server0 is None or server1 is None or not process.alive():
+                raise BenchError(f"relay-transport-floor ended during the window: {process.tail(lines=3)}")
+        finally:
+            for each in publishers:
+                self.children.stop(each, grace_s=10.0)
+            self.children.stop(process)
+        summary = summary_from(publishers[0].stdout_path)
+        if summary is None:
+            raise BenchError(f"{publishers[0].name}: no summary line: {publishers[0].tail(lines=3)}")
+        by_device = {s.get("device"): s for s in summary.get("cameras", [summary])}
+        if any(d not in by_device for d in devices):
+            raise BenchError("no summary for every camera")
+        wall = t1 - t0
+        # Acks per second over the window, from the status lines (printed every second or so).
+        acked = sum(after.get(d, (0, 0))[1] - before.get(d, (0, 0))[1] for d in devices)
+        return {
+            "cameras": cameras, "seconds": wall,
+            "server_cpu_pct": (server1 - server0) / wall * 100,
+            "server_cpu_per_camera_pct": (server1 - server0) / wall * 100 / cameras,
+            "publisher_cpu_per_camera_pct": (client1 - client0) / wall * 100 / cameras,
+            "acks_per_s_per_camera": acked / wall / cameras,
+            "ack_rtt_p50_ms": statistics.median(by_device[d]["ack_rtt_p50_ms"] for d in devices),
+            "ack_rtt_p99_ms_median": statistics.median(by_device[d]["ack_rtt_p99_ms"] for d in devices),
+            "frames_captured": sum(by_device[d]["frames_captured"] for d in devices),
+            "frames_acked": sum(by_device[d]["frames_acked"] for d in devices),
+            "cpu_stalled_pct": None if stall0 is None or stall1 is None else (stall1 - stall0) / wall * 100,
+        }
+
     def case(self, cameras, mode):
         name = f"{mode}-{cameras}"
         devices = [f"cam-{i:03d}" for i in range(1, cameras + 1)]
@@ -323,7 +389,28 @@ def verdict(ok):
     return "PASS" if ok else "FAIL"
 
 
-def render(args, clip, baselines, results, stops, started, loads, idle):
+def render_floors(results, floors):
+    """The floor's table: relay-server's CPU per camera against relay-transport-floor's, same publishers."""
+    relay = {r["cameras"]: r for r in results if r["mode"] == "gateway"}
+    lines = ["", "the floor: relay-transport-floor (relay-server's transport, HTTP/2 settings and handler threads; "
+             "each frame decoded, acked and dropped), the same gateway publisher, right after each relay-server case",
+             f"{'cameras':>7}{'floor CPU':>11}{'/camera':>9}{'relay /camera':>15}{'relay/floor':>13}"
+             f"{'acks/s/camera':>15}{'ack p50':>9}{'p99 med':>9}{'pub /camera':>13}{'stall':>7}",
+             f"{'':>7}{'% core':>11}{'% core':>9}{'% core':>15}{'':>13}{'':>15}{'ms':>9}{'ms':>9}{'% core':>13}{'%':>7}"]
+    for f in floors:
+        r = relay.get(f["cameras"])
+        lines.append(
+            f"{f['cameras']:>7}{f['server_cpu_pct']:>11.1f}{f['server_cpu_per_camera_pct']:>9.3f}"
+            f"{fmt(r and r['server_cpu_per_camera_pct'], '.3f'):>15}"
+            f"{fmt(r and r['server_cpu_per_camera_pct'] / f['server_cpu_per_camera_pct'], '.2f'):>13}"
+            f"{f['acks_per_s_per_camera']:>15.1f}{f['ack_rtt_p50_ms']:>9.2f}{f['ack_rtt_p99_ms_median']:>9.2f}"
+            f"{f['publisher_cpu_per_camera_pct']:>13.3f}{fmt(f['cpu_stalled_pct'], '.0f'):>7}")
+        if f["server_cpu_per_camera_pct"] > GOAL_SERVER_CPU_PER_CAMERA:
+            lines.append(f"{'':>9}note: the floor alone is above the goal of {GOAL_SERVER_CPU_PER_CAMERA}% per camera")
+    return lines
+
+
+def render(args, clip, baselines, results, stops, started, loads, idle, floors=()):
     base = statistics.mean(b["cpu_per_camera_pct"] for b in baselines) if baselines else None
     lines = [
         f"FrameRelay cameras at scale, {started:%Y-%m-%d %H:%M} UTC, {platform.node()}, {os.cpu_count()} cores",
@@ -381,6 +468,8 @@ def render(args, clip, baselines, results, stops, started, loads, idle):
                  "which some runnable task waited for a CPU (/proc/pressure/cpu), near 0 on a quiet machine")
     for stop in stops:
         lines.append(stop)
+    if floors:
+        lines += render_floors(results, floors)
     lines += ["", f"{'goal':<52}{'cameras':>8}{'value':>12}{'target':>12}  result"]
     for r in results:
         if r["mode"] != "gateway":
@@ -419,6 +508,9 @@ def main():
     parser.add_argument("--baseline-copies", type=int, default=4, help="ffmpeg passthrough readers at once")
     parser.add_argument("--bin-dir", default=os.environ.get("RELAY_BIN_DIR", os.path.join(REPO, ".build", "release")),
                         help="where relay-server and relay-client are (env RELAY_BIN_DIR; default .build/release)")
+    parser.add_argument("--floor", action="store_true",
+                        help="after each gateway case, the same publisher into relay-transport-floor (the "
+                             "transport with nothing behind it): what no FrameRelay change goes below")
     parser.add_argument("--json", help="also write every figure to this JSON file")
     parser.add_argument("--out", default=os.path.join(REPO, "out", "bench-cameras.txt"))
     args = parser.parse_args()
@@ -431,7 +523,7 @@ def main():
         sys.exit("bench-cameras: --cameras, --seconds must be positive")
     if args.warmup is None:
         args.warmup = args.ring_max_seconds + 4
-    for program in ("relay-server", "relay-client"):
+    for program in ("relay-server", "relay-client") + (("relay-transport-floor",) if args.floor else ()):
         if not os.access(os.path.join(args.bin_dir, program), os.X_OK):
             sys.exit(f"bench-cameras: no {program} in {args.bin_dir} (build it, or pass --bin-dir)")
 
@@ -444,7 +536,7 @@ def main():
     log_dir = os.path.join(os.path.dirname(os.path.abspath(args.out)), "bench-cameras-logs")
     os.makedirs(log_dir, exist_ok=True)
     children = Children(log_dir)
-    results, baselines, stops, loads, failed, idle = [], [], [], [], False, None
+    results, baselines, stops, loads, failed, idle, floors = [], [], [], [], False, None, []
     clip = make_clip(1920, 1080, fps=30, seconds=20, gop=60, bitrate=4_000_000, log=log)
     log(clip.describe())
     with tempfile.TemporaryDirectory(prefix="bench-cameras-") as scratch:
@@ -488,6 +580,14 @@ def main():
                         f"{result['publisher_cpu_pct']:.1f}%, fps min {result['fps_min']:.1f}, "
                         f"lost {result['frames_lost']}" + ("" if result["kept_pace"] else
                                                            " -- " + "; ".join(result["reasons"])))
+                if gateway is not None and args.floor:
+                    log(f"{n} cameras into relay-transport-floor")
+                    try:
+                        floors.append(bench.floor_case(n))
+                    except BenchError as error:
+                        failed = True
+                        stops.append(f"{n} cameras, floor: failed: {str(error).splitlines()[0]}")
+                        log(f"{n} cameras, floor failed: {error}")
                 later = counts[index + 1:]
                 if gateway is None:
                     stops.append(f"stopped after {n} cameras: the gateway case failed" +
@@ -512,14 +612,14 @@ def main():
 
     if results and results[-1]["kept_pace"] and not any(s.startswith("stopped") for s in stops):
         stops.append(f"every count asked for kept real-time pace (largest: {results[-1]['cameras']} cameras)")
-    table = render(args, clip, baselines, results, stops, started, loads, idle)
+    table = render(args, clip, baselines, results, stops, started, loads, idle, floors)
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, "w") as f:
         f.write(table)
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"started": started.isoformat(), "bin_dir": args.bin_dir, "clip": clip.describe(),
-                       "baselines": baselines, "idle_server": idle, "results": results, "stops": stops, "loads": loads}, f, indent=1)
+                       "baselines": baselines, "idle_server": idle, "results": results, "floors": floors, "stops": stops, "loads": loads}, f, indent=1)
     print(table, end="")
     log(f"saved to {os.path.relpath(args.out, REPO)}; logs in {os.path.relpath(log_dir, REPO)}/")
     return 1 if failed else 0

@@ -6,6 +6,9 @@ Cases, each run on a fresh server:
   (a) 1920x1080 bgr24 synthetic frames, 6,220,800 bytes: relay-client -> relay-server, and grpcio
   (b) 400x250 gray synthetic frames, 100,000 bytes:       relay-client -> relay-server, and grpcio
   (c) a 1080p30 H.264 file replayed with --pace fast:      relay-client -> relay-server
+  (a) and (b) also relay-client -> relay-transport-floor: the same transport, settings and threads as
+      relay-server with nothing behind Publish (each frame decoded, acked, dropped), the floor no
+      change to FrameRelay's own code can go below.
   iperf3 over 127.0.0.1: one TCP stream, the ceiling for (a).
 Every case runs --runs times (interleaved, so slow drift of the machine hits all cases alike) and the
 table shows the median of each number, the server's CPU per frame (utime+stime of relay-server or of the
@@ -39,6 +42,15 @@ GOALS = [
     ("(a) relay / grpcio GB/s", "a-relay", "a-grpcio", 1.5),
     ("(b) relay / grpcio GB/s", "b-relay", "b-grpcio", 3.0),
     ("(a) relay GB/s / iperf3 GB/s", "a-relay", "iperf3", 0.7),
+]
+# The same ratios with the floor in relay-server's place (the most any FrameRelay change could reach on
+# this transport), and what relay-server keeps of the floor's throughput.
+FLOOR_RATIOS = [
+    ("(a) floor / grpcio GB/s", "a-floor", "a-grpcio", 1.5),
+    ("(b) floor / grpcio GB/s", "b-floor", "b-grpcio", 3.0),
+    ("(a) floor GB/s / iperf3 GB/s", "a-floor", "iperf3", 0.7),
+    ("(a) relay / floor GB/s", "a-relay", "a-floor", None),
+    ("(b) relay / floor GB/s", "b-relay", "b-floor", None),
 ]
 
 
@@ -121,14 +133,22 @@ class Bench:
             summary["note"] = f"exit {process.returncode}: {process.tail(lines=1)}"
         return summary
 
-    def relay_case(self, name, source_args, expected_frames, expected_frame_bytes):
-        server, address = self.start_server(name, [
-            os.path.join(self.bin_dir, "relay-server"), "--listen", "127.0.0.1:0",
-            "--data-dir", os.path.join(self.log_dir, f"server-data-{name}"),
-            "--max-frame-bytes", str(MAX_FRAME_BYTES), "--ring-max-bytes", str(RING_MAX_BYTES),
-            # The server's window caps the client's, so both ends get the same one (also the grpcio peer).
-            "--window", str(self.args.window),
-        ], lambda process: framerelay_support.relay_server_ready(process, READY_TIMEOUT_S).address)
+    def relay_case(self, name, source_args, expected_frames, expected_frame_bytes, floor=False):
+        """relay-client publishing into relay-server, or into relay-transport-floor when floor is set."""
+        if floor:
+            server, address = self.start_server(name, [
+                os.path.join(self.bin_dir, "relay-transport-floor"), "--listen", "127.0.0.1:0",
+                "--window", str(self.args.window),
+            ], lambda process: process.wait_for_output(
+                r"^relay-transport-floor listening on (\S+)\s*$", READY_TIMEOUT_S).group(1))
+        else:
+            server, address = self.start_server(name, [
+                os.path.join(self.bin_dir, "relay-server"), "--listen", "127.0.0.1:0",
+                "--data-dir", os.path.join(self.log_dir, f"server-data-{name}"),
+                "--max-frame-bytes", str(MAX_FRAME_BYTES), "--ring-max-bytes", str(RING_MAX_BYTES),
+                # The server's window caps the client's, so both ends get the same one (also the grpcio peer).
+                "--window", str(self.args.window),
+            ], lambda process: framerelay_support.relay_server_ready(process, READY_TIMEOUT_S).address)
         try:
             cpu0 = process_cpu_seconds(server.pid)
             summary = self.run_client(name, [
@@ -229,8 +249,10 @@ def make_h264_file(directory, timeout_s):
 CASE_TITLES = {
     "a-relay": "(a) 1080p bgr24 6.2 MB   relay",
     "a-grpcio": "(a) 1080p bgr24 6.2 MB   grpcio",
+    "a-floor": "(a) 1080p bgr24 6.2 MB   floor",
     "b-relay": "(b) 100 KB gray          relay",
     "b-grpcio": "(b) 100 KB gray          grpcio",
+    "b-floor": "(b) 100 KB gray          floor",
     "c-relay": "(c) H.264 1080p30, fast  relay",
     "iperf3": "iperf3 127.0.0.1 (ceiling)",
 }
@@ -243,6 +265,19 @@ def median_of(runs, key):
 
 def fmt(value, spec, missing="-"):
     return missing if value is None else format(value, spec)
+
+
+def ratio_line(results, name, numerator, denominator, target):
+    """One ratio of median GB/s against its target (None: no target, the ratio is information)."""
+    top, bottom = median_of(results.get(numerator, []), "gbps"), median_of(results.get(denominator, []), "gbps")
+    percent = target is not None and target < 1
+    wanted = "" if target is None else f">={target:.0%}" if percent else f">={target:.1f}x"
+    if top is None or bottom is None:
+        return f"{name:<34}{'-':>8}{wanted:>9}  n/a (a case failed)"
+    ratio = top / bottom
+    shown = f"{ratio:.0%}" if percent else f"{ratio:.2f}x"
+    result = "" if target is None else "met" if ratio >= target else "NOT met"
+    return f"{name:<34}{shown:>8}{wanted:>9}  {result}".rstrip()
 
 
 def render(args, results, failures, started):
@@ -273,21 +308,17 @@ def render(args, results, failures, started):
 
     lines += ["", f"{'goal':<34}{'value':>8}{'target':>9}  result"]
     for name, numerator, denominator, target in GOALS:
-        top, bottom = median_of(results.get(numerator, []), "gbps"), median_of(results.get(denominator, []), "gbps")
-        wanted = f">={target:.0%}" if target < 1 else f">={target:.1f}x"
-        if top is None or bottom is None:
-            lines.append(f"{name:<34}{'-':>8}{wanted:>9}  n/a (a case failed)")
-            continue
-        ratio = top / bottom
-        shown = f"{ratio:.0%}" if target < 1 else f"{ratio:.2f}x"
-        lines.append(f"{name:<34}{shown:>8}{wanted:>9}  {'met' if ratio >= target else 'NOT met'}")
+        lines.append(ratio_line(results, name, numerator, denominator, target))
+    lines += ["", "the floor (relay-transport-floor: relay-server's transport with nothing behind it)"]
+    for name, numerator, denominator, target in FLOOR_RATIOS:
+        lines.append(ratio_line(results, name, numerator, denominator, target))
     return "\n".join(lines) + "\n"
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--bin-dir", default=os.environ.get("RELAY_BIN_DIR", os.path.join(REPO, ".build", "release")),
-                        help="where relay-server and relay-client are (env RELAY_BIN_DIR)")
+                        help="where relay-server, relay-client and relay-transport-floor are (env RELAY_BIN_DIR)")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--frames-1080p", type=int, default=600, help="frames per run of case (a)")
     parser.add_argument("--frames-100k", type=int, default=20000, help="frames per run of case (b)")
@@ -302,7 +333,7 @@ def main():
         args.h264_file = os.path.abspath(args.h264_file)
         if not os.path.isfile(args.h264_file):
             sys.exit(f"bench-ingest: no file {args.h264_file}")
-    for program in ("relay-server", "relay-client"):
+    for program in ("relay-server", "relay-client", "relay-transport-floor"):
         if not os.access(os.path.join(args.bin_dir, program), os.X_OK):
             sys.exit(f"bench-ingest: no {program} in {args.bin_dir} (build it, or set RELAY_BIN_DIR)")
 
@@ -324,15 +355,22 @@ def main():
                     name, ["--synthetic", "1920x1080", "--frames", str(args.frames_1080p)],
                     args.frames_1080p, FRAME_1080P_BYTES),
                 "a-grpcio": lambda name: bench.grpcio_case(name, FRAME_1080P_BYTES, args.frames_1080p),
+                "a-floor": lambda name: bench.relay_case(
+                    name, ["--synthetic", "1920x1080", "--frames", str(args.frames_1080p)],
+                    args.frames_1080p, FRAME_1080P_BYTES, floor=True),
                 "b-relay": lambda name: bench.relay_case(
                     name, ["--synthetic", "400x250:gray", "--frames", str(args.frames_100k)],
                     args.frames_100k, FRAME_100K_BYTES),
                 "b-grpcio": lambda name: bench.grpcio_case(name, FRAME_100K_BYTES, args.frames_100k),
+                "b-floor": lambda name: bench.relay_case(
+                    name, ["--synthetic", "400x250:gray", "--frames", str(args.frames_100k)],
+                    args.frames_100k, FRAME_100K_BYTES, floor=True),
                 "c-relay": lambda name: bench.relay_case(name, ["--file", h264, "--pace", "fast"], None, None),
             }
             for run in range(1, args.runs + 1):
                 # Alternate which side of a pair goes first, so neither always gets the warmer machine.
-                order = list(cases) if run % 2 else ["iperf3", "a-grpcio", "a-relay", "b-grpcio", "b-relay", "c-relay"]
+                order = list(cases) if run % 2 else [
+                    "iperf3", "a-floor", "a-grpcio", "a-relay", "b-floor", "b-grpcio", "b-relay", "c-relay"]
                 for case in order:
                     print(f"bench-ingest: run {run}/{args.runs}: {case}", file=sys.stderr, flush=True)
                     try:

@@ -101,23 +101,53 @@ public struct RelayServer: Sendable {
       parts.append(("http", try http.application(onListening: onMetricsListening)))
     }
     let limit = ConnectionLimit(maximum: configuration.maxConnections)
-    let loops = MultiThreadedEventLoopGroup.singleton
-    let onLoops = configuration.handlerThreads == .eventLoops
-    let handlerExecutor = onLoops ? EventLoopTaskExecutor(group: loops) : nil
-    let callExecutors = onLoops ? LoopExecutors(group: loops) : nil
     for address in configuration.listen {
-      let transport = HTTP2ServerTransport.Posix(
-        address: address.socketAddress, transportSecurity: try security.grpcTransportSecurity(),
-        config: transportConfig(limit), eventLoopGroup: loops)
-      let server = GRPCServer(
-        transport: LoopPinnedTransport(base: transport, executors: callExecutors),
-        services: rpcServices, interceptors: [ConnectionLimitInterceptor(limit: limit), security.interceptor])
-      parts.append(("grpc \(address)", GRPCListener(server: server, address: address, handlerExecutor: handlerExecutor) { bound in
+      let listener = listener(
+        address: address, services: rpcServices, transportSecurity: try security.grpcTransportSecurity(),
+        interceptors: [ConnectionLimitInterceptor(limit: limit), security.interceptor], limit: limit
+      ) { bound in
         readiness.listenerBound()
         onListening(bound)
-      }))
+      }
+      parts.append(("grpc \(address)", listener))
     }
     return parts.map { name, service in .init(service: service, serviceName: name) }
+  }
+
+  /// One gRPC listen address serving `services`, with the threads `--handler-threads` chose.
+  private func listener(
+    address: HostPort, services: [any RegistrableRPCService],
+    transportSecurity: HTTP2ServerTransport.Posix.TransportSecurity, interceptors: [any ServerInterceptor],
+    limit: ConnectionLimit, onListening: @escaping @Sendable (String) -> Void
+  ) -> GRPCListener {
+    let loops = MultiThreadedEventLoopGroup.singleton
+    let onLoops = configuration.handlerThreads == .eventLoops
+    let transport = HTTP2ServerTransport.Posix(
+      address: address.socketAddress, transportSecurity: transportSecurity, config: transportConfig(limit),
+      eventLoopGroup: loops)
+    let server = GRPCServer(
+      transport: LoopPinnedTransport(base: transport, executors: onLoops ? LoopExecutors(group: loops) : nil),
+      services: services, interceptors: interceptors)
+    return GRPCListener(
+      server: server, address: address, handlerExecutor: onLoops ? EventLoopTaskExecutor(group: loops) : nil,
+      onListening: onListening)
+  }
+
+  /// Serves `services` alone on the first listen address, through the same transport, settings and
+  /// threads as relay-server's own services, without security or anything else relay-server runs.
+  /// For relay-transport-floor: what the benchmarks measure relay-server against.
+  public func serveAlone(
+    _ services: [any RegistrableRPCService], onListening: @escaping @Sendable (String) -> Void
+  ) async throws {
+    let limit = ConnectionLimit(maximum: configuration.maxConnections)
+    let listener = listener(
+      address: configuration.listen[0], services: services, transportSecurity: .plaintext,
+      interceptors: [ConnectionLimitInterceptor(limit: limit)], limit: limit, onListening: onListening)
+    var group = ServiceGroupConfiguration(
+      services: [.init(service: listener, serviceName: "grpc \(configuration.listen[0])")],
+      gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+    group.maximumGracefulShutdownDuration = configuration.shutdownTimeout
+    try await ServiceGroup(configuration: group).run()
   }
 
   private func makeForwarder(outbox: AnnotationOutbox, metrics: AnnotationMetrics) throws -> AnnotationForwarder? {
