@@ -508,6 +508,8 @@ def main():
     parser.add_argument("--baseline-copies", type=int, default=4, help="ffmpeg passthrough readers at once")
     parser.add_argument("--bin-dir", default=os.environ.get("RELAY_BIN_DIR", os.path.join(REPO, ".build", "release")),
                         help="where relay-server and relay-client are (env RELAY_BIN_DIR; default .build/release)")
+    parser.add_argument("--clip-seconds", type=int, default=20,
+                        help="length of the clip each camera loops (default 20; shorter encodes sooner)")
     parser.add_argument("--floor", action="store_true",
                         help="after each gateway case, the same publisher into relay-transport-floor (the "
                              "transport with nothing behind it): what no FrameRelay change goes below")
@@ -537,7 +539,7 @@ def main():
     os.makedirs(log_dir, exist_ok=True)
     children = Children(log_dir)
     results, baselines, stops, loads, failed, idle, floors = [], [], [], [], False, None, []
-    clip = make_clip(1920, 1080, fps=30, seconds=20, gop=60, bitrate=4_000_000, log=log)
+    clip = make_clip(1920, 1080, fps=30, seconds=args.clip_seconds, gop=60, bitrate=4_000_000, log=log)
     log(clip.describe())
     with tempfile.TemporaryDirectory(prefix="bench-cameras-") as scratch:
         args.scratch = scratch
