@@ -1,5 +1,4 @@
 """Fixtures for the end-to-end tests: real relay-server, relay-client and RTSP processes on loopback."""
-import signal
 
 import numpy
 import pytest
@@ -24,13 +23,8 @@ def pytest_runtest_makereport(item, call):
 
 @pytest.fixture(autouse=True)
 def time_limit():
-    def expire(signum, frame):
-        raise TimeoutError(f"test ran longer than {TEST_TIME_LIMIT}s")
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.alarm(TEST_TIME_LIMIT)
-    yield
-    signal.alarm(0)
-    signal.signal(signal.SIGALRM, previous)
+    with support.time_limit(TEST_TIME_LIMIT):
+        yield
 
 
 @pytest.fixture(autouse=True)

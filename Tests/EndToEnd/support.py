@@ -1,9 +1,11 @@
 """Helpers shared by the end-to-end tests: processes, consumers, a raw Publish client, reference media."""
+import contextlib
 import json
 import math
 import os
 import queue
 import re
+import signal
 import subprocess
 import sys
 import threading
@@ -138,6 +140,19 @@ def assert_well_formed_image(frame, width, height, device):
     assert len(frame.data) == width * height * 3, "bgr24 is packed: height x width x 3 bytes, no padding"
     assert frame.device_id == device
 
+
+@contextlib.contextmanager
+def time_limit(seconds):
+    """Fails the test (TimeoutError) when the block runs past `seconds`: a hung test must not stall the run."""
+    def expire(signum, frame):
+        raise TimeoutError(f"test ran longer than {seconds}s")
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
 
 # ---------------------------------------------------------------- raw Publish client
 

@@ -5,7 +5,6 @@ counts are: every frame asked for acked, every case run, no frame lost, the floo
 """
 import json
 import re
-import signal
 import subprocess
 import sys
 
@@ -22,13 +21,8 @@ RUN_LIMIT = 240  # seconds for one script: a clip to encode, fresh servers per c
 @pytest.fixture(autouse=True)
 def time_limit():
     """conftest's 60 s limit, replaced by one that fits a whole benchmark script."""
-    def expire(signum, frame):
-        raise TimeoutError(f"test ran longer than {RUN_LIMIT + 30}s")
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.alarm(RUN_LIMIT + 30)
-    yield
-    signal.alarm(0)
-    signal.signal(signal.SIGALRM, previous)
+    with support.time_limit(RUN_LIMIT + 30):
+        yield
 
 
 def run_bench(script, *args):

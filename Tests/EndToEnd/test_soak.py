@@ -5,7 +5,6 @@ stored by one of the two server processes or declared dropped, every OK'd annota
 programs lived. The memory and fd figures are information at this length (the script says so)."""
 import json
 import re
-import signal
 import subprocess
 import sys
 
@@ -22,13 +21,8 @@ RUN_LIMIT = MINUTES * 60 + 150  # the run, its start and its end (client drain, 
 @pytest.fixture(autouse=True)
 def time_limit():
     """This test runs for minutes: conftest's 60 s limit, replaced by one that fits the soak."""
-    def expire(signum, frame):
-        raise TimeoutError(f"test ran longer than {RUN_LIMIT + 30}s")
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.alarm(RUN_LIMIT + 30)
-    yield
-    signal.alarm(0)
-    signal.signal(signal.SIGALRM, previous)
+    with support.time_limit(RUN_LIMIT + 30):
+        yield
 
 
 def test_three_minute_soak_with_a_server_restart_loses_nothing(tmp_path):
