@@ -84,6 +84,13 @@ public final class MediaInput {
     }
   }
 
+  /// Back to the start of the input, as `ffmpeg -stream_loop` goes round: far cheaper than opening it
+  /// again, which probes the streams (decoding frames) every time. Fails for inputs that cannot seek.
+  public func rewind() throws(MediaError) {
+    let start = context!.pointee.start_time == cff_nopts_value() ? 0 : context!.pointee.start_time
+    try check(avformat_seek_file(context, -1, Int64.min, start, start, 0), "rewind")
+  }
+
   private static func describe(_ stream: UnsafeMutablePointer<AVStream>) -> VideoStreamInfo {
     let parameters = stream.pointee.codecpar.pointee
     let pixelFormatName = av_get_pix_fmt_name(AVPixelFormat(rawValue: parameters.format)).map { String(cString: $0) }

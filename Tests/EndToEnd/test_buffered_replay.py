@@ -104,3 +104,23 @@ def test_slow_cancelling_and_concurrent_replays(published_clip, h264_mp4):
     assert len(results["cancelled"]) == 2
     # The server is unharmed: another replay runs to the end.
     assert len(replay(stub, "clip", 0, end)) == 90
+
+
+def test_a_looped_file_is_published_as_the_same_frames_round_after_round(server, start_client, consumer, h264_mp4):
+    """--loop goes back to the file's start at its end (MediaInput.rewind): three rounds of the 90-frame clip,
+    timestamps increasing across rounds, each round decoding to the same pictures as FFmpeg's."""
+    client = start_client(server.address, "looped", "--file", h264_mp4.path, "--loop", "--pace", "fast",
+                          "--frames", "270")
+    assert client.process.wait(30) == 0, client.tail(lines=10)
+    stub = consumer(server.address)
+    probe = stub.VideoProbe(image_pb.VideoProbeRequest(device_id="looped"), timeout=5)
+    assert probe.buffer.frames == 270
+    frames = replay(stub, "looped", 0, probe.buffer.end_time)
+    assert sorted(f.packet for f in frames) == list(range(1, 271)), "every frame of every round"
+    pts = [f.pts for f in frames]
+    assert pts == sorted(pts) and len(set(pts)) == 270, "pts keep increasing from round to round"
+    first = [f for f in frames if f.packet <= 90]
+    assert_pixels_match_ffmpeg(first, h264_mp4)
+    pictures = {f.packet: image_of(f) for f in frames}
+    for packet in range(91, 271):
+        assert numpy.array_equal(pictures[packet], pictures[(packet - 1) % 90 + 1]), f"packet {packet}"

@@ -31,6 +31,35 @@ import Testing
     #expect(readBack.map(\.dtsMs) == (0..<25).map { Int64($0) * 40 })
   }
 
+  /// What a looping file source does at the end of each round: the same packets again, from the first.
+  @Test func rewindReadsTheSamePacketsAgain() throws {
+    let pattern = try TestPattern(width: 160, height: 120, frameRate: 30, gop: 10)
+    let path = NSTemporaryDirectory() + "rewind-\(UUID().uuidString).mp4"
+    defer { try? FileManager.default.removeItem(atPath: path) }
+    let muxer = try PacketMuxer(
+      url: path, format: "mp4", codecName: "h264", width: 160, height: 120, extradata: pattern.stream.extradata,
+      timeBase: (1, 1000))
+    for index in 0..<25 {
+      let packet = try #require(try pattern.readVideoPacket())
+      try muxer.write(packet.data, pts: Int64(index) * 40, dts: Int64(index) * 40, isKeyframe: packet.isKeyframe)
+    }
+    try muxer.finish()
+
+    let input = try MediaInput(url: path)
+    func readAll() throws -> [(Data, Int64?, Bool)] {
+      var packets: [(Data, Int64?, Bool)] = []
+      while let packet = try input.readVideoPacket() { packets.append((Data(packet.data), packet.pts, packet.isKeyframe)) }
+      return packets
+    }
+    let first = try readAll()
+    try input.rewind()
+    let second = try readAll()
+    #expect(first.count == 25)
+    #expect(second.count == first.count)
+    #expect(second.map(\.0) == first.map(\.0), "the same bytes, packet by packet")
+    #expect(second.map(\.1) == first.map(\.1) && second.first?.2 == true)
+  }
+
   @Test func anUnwritablePathIsAClearError() throws {
     #expect(throws: MediaError.self) {
       try PacketMuxer(

@@ -84,10 +84,14 @@ struct DemuxedSource: CaptureSource {
   mutating func nextPacket() throws -> EncodedPacket? {
     var next = try input.readVideoPacket()
     if next == nil, let reopen, !interrupt.isSet {
-      // Looping a file: keep timestamps increasing across rounds.
-      input = try reopen()
+      // Looping a file: back to its start (opened again only if it cannot seek there; opening probes
+      // the file, about 30 ms of CPU per round for 1080p H.264), timestamps increasing across rounds.
+      if (try? input.rewind()) != nil { next = try input.readVideoPacket() }
+      if next == nil {
+        input = try reopen()
+        next = try input.readVideoPacket()
+      }
       ptsOffset = lastPts + 1
-      next = try input.readVideoPacket()
     }
     guard let packet = next else { return nil }
     // The first packet of an RTSP stream may have no pts: fall back to dts, then to the last one.
