@@ -88,3 +88,20 @@ def test_cameras_short_form_loses_nothing_and_measures_the_floor(tmp_path):
     assert floor["acks_per_s_per_camera"] > 0 and floor["server_cpu_pct"] > 0, report
     assert re.search(r"^frames lost \(captured - stored\)\s+2\s+0\s+0\s+PASS$", table, re.M), report
     assert re.search(r"^\s+2\s+\d+\.\d\s+\d+\.\d{3}\s+\d+\.\d{3}\s+\d+\.\d\d", table, re.M), f"the floor's row\n{report}"
+
+
+def test_latency_short_form_delivers_frames_and_times_ffmpeg_both_ways(tmp_path):
+    result = tmp_path / "latency.json"
+    status, table, report = run_bench(
+        "latency.py", "--sizes", "320x180", "--publishers", "file,timed", "--seconds", 3, "--warmup", 1,
+        "--json", result, "--out", tmp_path / "latency.txt")
+    assert status == 0, report
+    figures = json.loads(result.read_text())
+    assert not figures["failures"], report
+    assert [r["publisher"] for r in figures["results"]] == ["file", "timed"], report
+    for case in figures["results"]:
+        assert case["frames_delivered"] > 0 and case["out_of_order"] == 0, case
+    decode = figures["ffmpeg_decode"]["320x180"]
+    assert decode["decode_ms"] > 0 and decode["decode_paced_ms"] > 0, decode
+    assert re.search(r"^320x180 \(file\)\s+\d+\.\d\d\s+\d+\.\d\d\s+\d+\.\d\d\s+\d+\.\d\d\s+\d+\.\d\d  (PASS|FAIL)",
+                     table, re.M), f"the live decode goal's row\n{report}"
