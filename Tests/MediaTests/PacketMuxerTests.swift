@@ -5,13 +5,13 @@ import Testing
 
 @Suite struct PacketMuxerTests {
   /// testsrc2 → libx264 → PacketMuxer (MP4) → MediaInput: every packet comes back, keyframes where they were.
-  @Test func packetsWrittenToMP4ReadBackUnchanged() throws {
+  /// 25 test-pattern packets (160x120, a keyframe every 10, 40 ms apart) written to an MP4 at `path`;
+  /// returns which were keyframes.
+  private func writeClip(to path: String, options: [String: String] = [:]) throws -> [Bool] {
     let pattern = try TestPattern(width: 160, height: 120, frameRate: 30, gop: 10)
-    let path = NSTemporaryDirectory() + "muxer-\(UUID().uuidString).mp4"
-    defer { try? FileManager.default.removeItem(atPath: path) }
     let muxer = try PacketMuxer(
       url: path, format: "mp4", codecName: "h264", width: 160, height: 120, extradata: pattern.stream.extradata,
-      timeBase: (1, 1000), options: ["movflags": "+frag_keyframe+empty_moov+default_base_moof"])
+      timeBase: (1, 1000), options: options)
     var keyframes: [Bool] = []
     for index in 0..<25 {
       let packet = try #require(try pattern.readVideoPacket())
@@ -19,6 +19,13 @@ import Testing
       try muxer.write(packet.data, pts: Int64(index) * 40, dts: Int64(index) * 40, isKeyframe: packet.isKeyframe)
     }
     try muxer.finish()
+    return keyframes
+  }
+
+  @Test func packetsWrittenToMP4ReadBackUnchanged() throws {
+    let path = NSTemporaryDirectory() + "muxer-\(UUID().uuidString).mp4"
+    defer { try? FileManager.default.removeItem(atPath: path) }
+    let keyframes = try writeClip(to: path, options: ["movflags": "+frag_keyframe+empty_moov+default_base_moof"])
 
     let input = try MediaInput(url: path)
     #expect(input.stream.codecName == "h264" && input.stream.width == 160 && input.stream.height == 120)
@@ -33,17 +40,9 @@ import Testing
 
   /// What a looping file source does at the end of each round: the same packets again, from the first.
   @Test func rewindReadsTheSamePacketsAgain() throws {
-    let pattern = try TestPattern(width: 160, height: 120, frameRate: 30, gop: 10)
     let path = NSTemporaryDirectory() + "rewind-\(UUID().uuidString).mp4"
     defer { try? FileManager.default.removeItem(atPath: path) }
-    let muxer = try PacketMuxer(
-      url: path, format: "mp4", codecName: "h264", width: 160, height: 120, extradata: pattern.stream.extradata,
-      timeBase: (1, 1000))
-    for index in 0..<25 {
-      let packet = try #require(try pattern.readVideoPacket())
-      try muxer.write(packet.data, pts: Int64(index) * 40, dts: Int64(index) * 40, isKeyframe: packet.isKeyframe)
-    }
-    try muxer.finish()
+    _ = try writeClip(to: path)
 
     let input = try MediaInput(url: path)
     func readAll() throws -> [(Data, Int64?, Bool)] {
