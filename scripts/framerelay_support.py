@@ -283,6 +283,12 @@ def relay_server_ready(process, timeout, metrics=None):
     return RelayServer(process, host, port, metrics_address)
 
 
+def transport_floor_ready(process, timeout):
+    """Waits for relay-transport-floor's `relay-transport-floor listening on HOST:PORT`; returns HOST:PORT."""
+    __tracebackhide__ = True
+    return process.wait_for_output(r"^relay-transport-floor listening on (\S+)\s*$", timeout=timeout).group(1)
+
+
 def start_relay_server(binary, log_dir, *args, name="relay-server", listen="127.0.0.1:0", timeout=30,
                        **process_options):
     """Starts `binary --listen LISTEN ARGS...` as a ManagedProcess and waits for its ready line(s); a server

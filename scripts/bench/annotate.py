@@ -196,12 +196,17 @@ def relay_run(args, name, children, scratch):
         notes.append(f"{len(errors)} calls failed, e.g. {errors[0]}")
     if not ok:
         raise BenchError("no call succeeded: " + "; ".join(notes))
+    # Over the whole relay run (warm-up included): how busy the machine was meanwhile.
+    stall = None if stall_before is None or stall_after is None else (stall_after - stall_before) / (stall_to - stall_from)
+    return measured(ok, latencies, wall, client_cpu, server_cpu, notes) | {"stall": stall}
+
+
+def measured(ok, latencies, wall, client_cpu, server_cpu, notes):
+    """One run's row: calls answered OK, their rate and latency, the clients' and the server's CPU."""
     return {"calls": ok, "rate": ok / wall, "p50": percentile(latencies, 50) * 1000,
             "p99": percentile(latencies, 99) * 1000, "client_cpu": client_cpu / wall,
             "server_cpu": None if server_cpu is None else server_cpu / wall,
-            "server_ms_per_call": None if server_cpu is None else server_cpu / ok * 1000, "notes": notes,
-            # Over the whole relay run (warm-up included): how busy the machine was meanwhile.
-            "stall": None if stall_before is None or stall_after is None else (stall_after - stall_before) / (stall_to - stall_from)}
+            "server_ms_per_call": None if server_cpu is None else server_cpu / ok * 1000, "notes": notes}
 
 
 def floor_run(args, name, children):
@@ -211,7 +216,7 @@ def floor_run(args, name, children):
         new_session=True)
     children.append(server)
     try:
-        address = server.wait_for_output(r"^relay-transport-floor listening on (\S+)\s*$", READY_TIMEOUT_S).group(1)
+        address = framerelay_support.transport_floor_ready(server, READY_TIMEOUT_S)
         ok, errors, latencies, wall, client_cpu, server_cpu = drive(
             address, args.threads, args.seconds, args.calls, args.warmup_calls, server_pid=server.pid)
         if not server.alive():
@@ -223,11 +228,8 @@ def floor_run(args, name, children):
         children.remove(server)
     if not ok:
         raise BenchError(f"no call succeeded: {len(errors)} failed, e.g. {errors[:1]}")
-    return {"calls": ok, "rate": ok / wall, "p50": percentile(latencies, 50) * 1000,
-            "p99": percentile(latencies, 99) * 1000, "client_cpu": client_cpu / wall,
-            "server_cpu": None if server_cpu is None else server_cpu / wall,
-            "server_ms_per_call": None if server_cpu is None else server_cpu / ok * 1000,
-            "notes": [f"{len(errors)} calls failed, e.g. {errors[0]}"] if errors else []}
+    notes = [f"{len(errors)} calls failed, e.g. {errors[0]}"] if errors else []
+    return measured(ok, latencies, wall, client_cpu, server_cpu, notes)
 
 
 def baseline_run(args, name, scratch):

@@ -194,8 +194,7 @@ class Bench:
             os.path.join(self.args.bin_dir, "relay-transport-floor"), "--listen", "127.0.0.1:0",
             "--max-streams-per-connection", str(max(100, cameras + 8))])
         try:
-            address = process.wait_for_output(r"^relay-transport-floor listening on (\S+)\s*$",
-                                              READY_TIMEOUT_S).group(1)
+            address = framerelay_support.transport_floor_ready(process, READY_TIMEOUT_S)
         except ProcessError as error:
             self.children.stop(process)
             raise BenchError(f"relay-transport-floor: {error.summary}\n{error.stderr_tail or ''}") from None

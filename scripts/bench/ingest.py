@@ -139,8 +139,7 @@ class Bench:
             server, address = self.start_server(name, [
                 os.path.join(self.bin_dir, "relay-transport-floor"), "--listen", "127.0.0.1:0",
                 "--window", str(self.args.window),
-            ], lambda process: process.wait_for_output(
-                r"^relay-transport-floor listening on (\S+)\s*$", READY_TIMEOUT_S).group(1))
+            ], lambda process: framerelay_support.transport_floor_ready(process, READY_TIMEOUT_S))
         else:
             server, address = self.start_server(name, [
                 os.path.join(self.bin_dir, "relay-server"), "--listen", "127.0.0.1:0",

@@ -279,6 +279,18 @@ def ffmpeg_version():
     return (int(match.group(1)), int(match.group(2))) if match else None
 
 
+def ffmpeg_benchmark(clip, paced=False):
+    """One `ffmpeg -benchmark` decode of the clip to bgr24: (utime, rtime) in ms per frame."""
+    result = subprocess.run(ffmpeg_command(clip, "-benchmark", paced=paced), capture_output=True, text=True,
+                            timeout=600)
+    match = re.search(r"bench: utime=([\d.]+)s stime=([\d.]+)s rtime=([\d.]+)s", result.stderr)
+    frames = re.findall(r"frame=\s*(\d+)", result.stderr)
+    if result.returncode != 0 or not match:
+        raise BenchError(f"ffmpeg{' -re' if paced else ''} -benchmark failed: {result.stderr[-300:]}")
+    count = int(frames[-1]) if frames else clip.frames
+    return float(match.group(1)) / count * 1000, float(match.group(3)) / count * 1000
+
+
 def ffmpeg_decode(clip, runs=3):
     """FFmpeg decoding the clip to bgr24 on one thread: ms of utime (and of rtime) per frame with -benchmark,
     and each frame's decode time with -benchmark_all (p50, p99, mean); median of runs."""
@@ -290,14 +302,9 @@ def ffmpeg_decode(clip, runs=3):
                          f"step on one thread (found {'.'.join(map(str, version)) if version else 'an unknown version'})")
     per_frame, real, p50, p99, mean = [], [], [], [], []
     for _ in range(runs):
-        result = subprocess.run(ffmpeg_command(clip, "-benchmark"), capture_output=True, text=True, timeout=600)
-        match = re.search(r"bench: utime=([\d.]+)s stime=([\d.]+)s rtime=([\d.]+)s", result.stderr)
-        frames = re.findall(r"frame=\s*(\d+)", result.stderr)
-        if result.returncode != 0 or not match:
-            raise BenchError(f"ffmpeg -benchmark failed: {result.stderr[-300:]}")
-        count = int(frames[-1]) if frames else clip.frames
-        per_frame.append(float(match.group(1)) / count * 1000)
-        real.append(float(match.group(3)) / count * 1000)
+        utime_ms, rtime_ms = ffmpeg_benchmark(clip)
+        per_frame.append(utime_ms)
+        real.append(rtime_ms)
         # A run of its own, so that -benchmark_all's getrusage and logging around every step stay out of
         # the -benchmark total.
         result = subprocess.run(ffmpeg_command(clip, "-benchmark_all"), capture_output=True, text=True, timeout=600)
@@ -309,13 +316,7 @@ def ffmpeg_decode(clip, runs=3):
         mean.append(statistics.fmean(times))
     # Once more at the clip's own pace (-re), as a live decoder gets its frames: between frames other
     # threads run and the decoder's data leaves the caches, which costs small pictures the most.
-    result = subprocess.run(ffmpeg_command(clip, "-benchmark", paced=True), capture_output=True, text=True,
-                            timeout=600)
-    match = re.search(r"bench: utime=([\d.]+)s", result.stderr)
-    frames = re.findall(r"frame=\s*(\d+)", result.stderr)
-    if result.returncode != 0 or not match:
-        raise BenchError(f"ffmpeg -re -benchmark failed: {result.stderr[-300:]}")
-    paced_ms = float(match.group(1)) / (int(frames[-1]) if frames else clip.frames) * 1000  # utime, as above
+    paced_ms, _ = ffmpeg_benchmark(clip, paced=True)
     return {"decode_ms": statistics.median(per_frame), "decode_rtime_ms": statistics.median(real),
             "decode_paced_ms": paced_ms,
             "runs": per_frame, "decode_p50_ms": statistics.median(p50), "decode_p99_ms": statistics.median(p99),
