@@ -97,11 +97,13 @@ let package = Package(
         prometheus, .product(name: "Hummingbird", package: "hummingbird"),
       ],
       path: "relay-client/Sources"),
-    // Benchmarks only: Publish and Annotate with nothing behind them (scripts/bench/*.py --floor).
+    // Benchmarks only: the transport with nothing behind it, serving (Publish, Annotate) or publishing
+    // (scripts/bench/*.py --floor, scripts/bench/publishers.py --floor).
     .executableTarget(
       name: "relay-transport-floor",
       dependencies: [
-        "RelayServer", "RelayCore", "RelayProtocol", argumentParser, logging, prometheus, grpcCore, grpcProtobuf,
+        "RelayServer", "RelayClient", "RelayCore", "RelayProtocol", "Media", argumentParser, logging, prometheus,
+        grpcCore, grpcProtobuf, grpcTransport, serviceLifecycle,
       ],
       path: "scripts/bench/transport-floor"),
     .testTarget(name: "RelayCoreTests", dependencies: ["RelayCore"]),

@@ -96,7 +96,7 @@ extension HostPort {
 /// their own Publish stream on it. A Service: it connects until its graceful shutdown, which comes
 /// after the publishers have stopped.
 public final class SharedConnection: Service, Sendable {
-  let client: GRPCClient<HTTP2ClientTransport.Posix>
+  public let client: GRPCClient<HTTP2ClientTransport.Posix>
 
   public init(server: HostPort, security: ClientSecurity) throws {
     let interceptors: [any ClientInterceptor] = security.bearerToken.map { [BearerToken(token: $0)] } ?? []

@@ -105,3 +105,17 @@ def test_latency_short_form_delivers_frames_and_times_ffmpeg_both_ways(tmp_path)
     assert decode["decode_ms"] > 0 and decode["decode_paced_ms"] > 0, decode
     assert re.search(r"^320x180 \(file\)\s+\d+\.\d\d\s+\d+\.\d\d\s+\d+\.\d\d\s+\d+\.\d\d\s+\d+\.\d\d  (PASS|FAIL)",
                      table, re.M), f"the live decode goal's row\n{report}"
+
+
+def test_publishers_short_form_measures_relay_client_beside_its_floor(tmp_path):
+    result = tmp_path / "publishers.json"
+    status, table, report = run_bench(
+        "publishers.py", "--floor", "--cameras", 2, "--windows", 1, "--seconds", 3, "--warmup", 1,
+        "--clip-seconds", 4, "--json", result, "--out", tmp_path / "publishers.txt")
+    assert status == 0, report
+    figures = json.loads(result.read_text())
+    [window] = figures["windows"]
+    # Both sides published all their cameras into relay-server in the window, each with CPU measured.
+    for side in ("base", "new"):
+        assert window[side]["fps_per_camera"] > 0 and window[side]["ms_per_frame"] > 0, f"{side}\n{report}"
+    assert re.search(r"^median new/base over 1 window\(s\): \d+\.\d{3}", table, re.M), report

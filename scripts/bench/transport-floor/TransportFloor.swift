@@ -17,7 +17,14 @@ import RelayServer
 struct TransportFloor: AsyncParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "relay-transport-floor",
-    abstract: "Publish and Annotate with nothing behind them: the benchmarks' floor. Not for use.")
+    abstract: "The benchmarks' floors: the transport with nothing behind it, serving or publishing. Not for use.",
+    subcommands: [ServeFloor.self, PublishFloor.self], defaultSubcommand: ServeFloor.self)
+}
+
+/// Serving: Publish and Annotate answered with nothing behind them (the default subcommand).
+struct ServeFloor: AsyncParsableCommand {
+  static let configuration = CommandConfiguration(
+    commandName: "serve", abstract: "Publish and Annotate with nothing behind them: the serving side's floor.")
 
   @Option(help: "host:port to listen on; port 0 picks a free one")
   var listen = "127.0.0.1:0"
