@@ -2,9 +2,9 @@ import Foundation
 import RelayCore
 import Synchronization
 
-/// What the capture pump, the stream attempts and the status line share: the queue, the counters and
+/// What the capture thread, the stream attempts and the status line share: the queue, the counters and
 /// the state of the current attempt, behind one lock. Async code waits for a condition on it with
-/// `waitUntil`; every change that may matter calls `wake`.
+/// `waitUntil`, the capture thread with `blockUntil`; every change that may matter calls `wake`.
 final class PublishState: Sendable {
   struct CaptureReport: Sendable {
     var state: CaptureState
@@ -17,7 +17,11 @@ final class PublishState: Sendable {
     var stats = PublishStats()
     var lastCapture: CaptureReport?
     var captureVersion = 0
+    /// The source's codec once it opened (a spool may have given the queue one before).
+    var openedCodec: CodecDescription?
     var captureEnded = false
+    /// The run is over: the capture thread no longer waits for room in the queue.
+    var captureReleased = false
     var captureError: String?
     var stopping = false
     var drainDeadlinePassed = false
@@ -47,6 +51,8 @@ final class PublishState: Sendable {
 
   private let values: Mutex<Values>
   private let waiters = Mutex(Waiters())
+  /// Where a thread (the capture thread) waits; `wake` wakes it too.
+  private let blockedThreads = NSCondition()
 
   let metrics: CameraMetrics
   /// Where frames whose bytes left memory are read back from.
@@ -69,6 +75,17 @@ final class PublishState: Sendable {
       return Array(waiters.waiting.values)
     }
     for waiter in ready { waiter.resume() }
+    blockedThreads.lock()
+    blockedThreads.broadcast()
+    blockedThreads.unlock()
+  }
+
+  /// Blocks the calling thread (never a task) until `condition` holds.
+  func blockUntil(_ condition: (Values) -> Bool) {
+    blockedThreads.lock()
+    defer { blockedThreads.unlock() }
+    // A wake between the look and the wait needs blockedThreads' lock: none is lost.
+    while !values.withLock({ condition($0) }) { blockedThreads.wait() }
   }
 
   // MARK: What every sender does

@@ -86,19 +86,26 @@ public final class Publisher: Sendable {
   }
 
   public func run() async throws -> PublishSummary {
-    capture.start()
+    capture.start { [self] event in take(event) }
     defer {
       sender.finish()
       spool?.close()
     }
     do {
       let summary = try await publish()
-      await capture.stopAndWait()
+      await stopCapture()
       return summary
     } catch {
-      await capture.stopAndWait()
+      await stopCapture()
       throw error
     }
+  }
+
+  /// The capture thread may be waiting for room in the queue: let it go, then wait for it to end.
+  private func stopCapture() async {
+    state.withLock { $0.captureReleased = true }
+    state.wake()
+    await capture.stopAndWait()
   }
 
   private func publish() async throws -> PublishSummary {
@@ -113,9 +120,6 @@ public final class Publisher: Sendable {
       metadata: ["source": "\(configuration.source.kindAndLabel.label)", "codec": "\(codec.name) \(codec.width)x\(codec.height)"])
     try await withThrowingDiscardingTaskGroup { group in
       if configuration.reportsStatus { group.addTask { await StatusReporter(publisher: self).run() } }
-      group.addTask {
-        do { try await self.pumpCapture() } catch is CancellationError {}  // the run is over
-      }
       try await publishUntilDone()
       group.cancelAll()
     }
@@ -125,44 +129,20 @@ public final class Publisher: Sendable {
 
   // MARK: Capture → queue
 
+  /// Waits until the source opened (its codec) or the capture ended without opening (nil).
   private func firstCodec() async throws -> CodecDescription? {
-    while let event = try await capture.events.next() {
-      switch event {
-      case .opened(let codec):
-        state.withLock { $0.queue.sourceOpened(codec) }
-        return codec
-      case .status(_, let error, _):
-        logger.warning("camera not ready: \(error)")
-      case .ended(let error):
-        state.withLock { $0.captureError = error }
-        return nil
-      case .packet:
-        continue
-      }
-    }
-    return nil
+    try await state.waitUntil { $0.openedCodec != nil || $0.captureEnded }
+    return state.withLock { $0.openedCodec }
   }
 
-  /// Moves everything the capture thread produces into the queue, whether or not a stream is open.
-  private func pumpCapture() async throws {
-    while case let events = try await capture.events.nextBatch(), !events.isEmpty {
-      for event in events {
-        if try await take(event) == .ended { return }
-      }
-      state.wake()
-    }
-  }
-
-  private enum Taken { case more, ended }
-
-  private func take(_ event: Capture.Event) async throws -> Taken {
+  /// Takes one event on the capture thread: into the queue at once, whether or not a stream is open,
+  /// and wakes whoever waits for it. False: the run is over, stop capturing.
+  private func take(_ event: Capture.Event) -> Bool {
     switch event {
     case .packet(let packet):
       if !configuration.source.isLive {
-        // A file or synthetic source can wait: hold the reader back rather than drop frames
-        // (after letting the sender see what this batch already added).
-        state.wake()
-        try await state.waitUntil { $0.queue.hasRoom(for: packet.data.count) || $0.stopping }
+        // A file or synthetic source can wait: hold the reader back rather than drop frames.
+        state.blockUntil { $0.queue.hasRoom(for: packet.data.count) || $0.stopping || $0.captureReleased }
       }
       let (dropped, gops) = state.withLock { values -> (Int, Int) in
         values.stats.framesCaptured += 1
@@ -178,12 +158,18 @@ public final class Publisher: Sendable {
           "queue bound reached (\(configuration.queueMaxBytes) bytes / \(configuration.queueMaxSeconds) s): dropped \(dropped) frames, oldest GOP first")
       }
     case .opened(let codec):
-      state.withLock { $0.queue.sourceOpened(codec) }
-    case .status(let capture, let error, let streak):
       state.withLock { values in
+        values.queue.sourceOpened(codec)
+        values.openedCodec = codec
+      }
+    case .status(let capture, let error, let streak):
+      let opened = state.withLock { values -> Bool in
+        guard values.openedCodec != nil else { return false }
         values.lastCapture = .init(state: capture, error: error, failingStreak: streak)
         values.captureVersion += 1
+        return true
       }
+      if !opened { logger.warning("camera not ready: \(error)") }
     case .ended(let error):
       state.withLock { values in
         values.captureEnded = true
@@ -192,10 +178,9 @@ public final class Publisher: Sendable {
         values.captureVersion += 1
       }
       armDrainDeadline(configuration.endDrainTimeout)
-      state.wake()
-      return .ended
     }
-    return .more
+    state.wake()
+    return !state.withLock { $0.captureReleased }
   }
 
   // MARK: Stream attempts
