@@ -98,7 +98,7 @@ let package = Package(
       ],
       path: "relay-client/Sources"),
     // Benchmarks only: the transport with nothing behind it, serving (Publish, Annotate) or publishing
-    // (scripts/bench/*.py --floor, scripts/bench/publishers.py --floor).
+    // (scripts/bench/*.py --floor; a minimal publisher for scripts/bench/publishers.py --minimal).
     .executableTarget(
       name: "relay-transport-floor",
       dependencies: [

@@ -107,10 +107,10 @@ def test_latency_short_form_delivers_frames_and_times_ffmpeg_both_ways(tmp_path)
                      table, re.M), f"the live decode goal's row\n{report}"
 
 
-def test_publishers_short_form_measures_relay_client_beside_its_floor(tmp_path):
+def test_publishers_short_form_measures_relay_client_beside_a_minimal_publisher(tmp_path):
     result = tmp_path / "publishers.json"
     status, table, report = run_bench(
-        "publishers.py", "--floor", "--cameras", 2, "--windows", 1, "--seconds", 3, "--warmup", 1,
+        "publishers.py", "--minimal", "--cameras", 2, "--windows", 1, "--seconds", 3, "--warmup", 1,
         "--clip-seconds", 4, "--json", result, "--out", tmp_path / "publishers.txt")
     assert status == 0, report
     figures = json.loads(result.read_text())

@@ -17,7 +17,7 @@ import RelayServer
 struct TransportFloor: AsyncParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "relay-transport-floor",
-    abstract: "The benchmarks' floors: the transport with nothing behind it, serving or publishing. Not for use.",
+    abstract: "For the benchmarks only: the transport serving with nothing behind it (the floor), or a minimal publisher. Not for use.",
     subcommands: [ServeFloor.self, PublishFloor.self], defaultSubcommand: ServeFloor.self)
 }
 
