@@ -75,6 +75,20 @@ private func store(_ slot: NativeSessionSlot, _ sequence: UInt64, token: UInt64)
     #expect(slot.stream.bufferSummary?.startMs == 1_005_000)
   }
 
+  /// A better clock sample mid-session moves later frames back a few ms; none may land before a frame
+  /// already stored (a replay to the newest frame's time then left out the frames stored before the
+  /// sample: a file published flat out, all in one ms, lost its first GOP's pictures).
+  @Test func aBetterClockOffsetNeverMovesAFrameBeforeTheOnesStored() throws {
+    let slot = try makeSlot()
+    let (token, _) = slot.begin(sessionID: "s1")
+    slot.setClockOffset(5_000, token: token)
+    try slot.store(sequence: 1, data: Data(count: 1), pts: 0, dts: 0, isKeyframe: true, captureTimeMs: 1_000_000, token: token)
+    slot.setClockOffset(4_997, token: token)
+    try slot.store(sequence: 2, data: Data(count: 1), pts: 1, dts: 1, isKeyframe: false, captureTimeMs: 1_000_001, token: token)
+    try slot.store(sequence: 3, data: Data(count: 1), pts: 2, dts: 2, isKeyframe: false, captureTimeMs: 1_000_010, token: token)
+    #expect(slot.stream.packets(after: 0).map(\.timestampMs) == [1_005_000, 1_005_000, 1_005_007])
+  }
+
   // Found by fuzzing (Tests/Fuzz/Regressions/native): a clock offset near Int64.max trapped on the
   // addition, which crashed relay-server.
   @Test func captureTimesTheOffsetCannotPlaceTakeTheArrivalTime() throws {

@@ -12,6 +12,8 @@ struct NativeSession: Sendable {
   var lastSequence: UInt64
   var clockOffsetMs: Int64 = 0
   var nextFollowsGap = false
+  /// The server time given to the last frame stored.
+  var lastStoredMs = Int64.min
 
   func check(sequence: UInt64) throws(IngestError) {
     guard sequence == lastSequence + 1 else {
@@ -20,8 +22,9 @@ struct NativeSession: Sendable {
     }
   }
 
-  mutating func stored(sequence: UInt64) {
+  mutating func stored(sequence: UInt64, atMs timestampMs: Int64) {
     lastSequence = sequence
+    lastStoredMs = timestampMs
     nextFollowsGap = false
   }
 
@@ -39,10 +42,12 @@ struct NativeSession: Sendable {
   }
 
   /// A capture time on the client's clock, moved onto the server's; no capture time, or one the offset
-  /// moves out of `StoredTime.usableMs`, means now.
+  /// moves out of `StoredTime.usableMs`, means now. Never before the session's last frame: a better
+  /// clock offset arriving mid-session moves later frames back by a few ms, and a frame stored earlier
+  /// would then lie after them, outside a time range that ends at the newest frame (VideoBufferedImage).
   func serverTime(captureTimeMs: Int64, arrivedMs: Int64) -> Int64 {
-    guard captureTimeMs > 0 else { return arrivedMs }
-    return StoredTime.adding(clockOffsetMs, to: captureTimeMs) ?? arrivedMs
+    let time = captureTimeMs > 0 ? (StoredTime.adding(clockOffsetMs, to: captureTimeMs) ?? arrivedMs) : arrivedMs
+    return max(time, lastStoredMs)
   }
 }
 
@@ -86,12 +91,12 @@ final class NativeSessionSlot: Sendable {
     try state.withLock { state throws(IngestError) in
       guard var session = state.session, session.token == token else { throw .takenOver(device: stream.id.rawValue) }
       try session.check(sequence: sequence)
+      let timestampMs = session.serverTime(captureTimeMs: captureTimeMs, arrivedMs: now)
       stream.append(
         .init(
-          sequence: sequence, data: data, pts: pts, dts: dts, isKeyframe: isKeyframe,
-          timestampMs: session.serverTime(captureTimeMs: captureTimeMs, arrivedMs: now),
+          sequence: sequence, data: data, pts: pts, dts: dts, isKeyframe: isKeyframe, timestampMs: timestampMs,
           followsGap: session.nextFollowsGap))
-      session.stored(sequence: sequence)
+      session.stored(sequence: sequence, atMs: timestampMs)
       state.session = session
     }
   }
