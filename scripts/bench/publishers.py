@@ -17,6 +17,10 @@ it), more than most changes to the publishing path are worth; side by side, that
 relay-client's own transport with nothing else (no capture thread, queue, resend, status or watchdog).
 Not a strict floor: it paces each camera with Task.sleep, which at 10 cameras costs more than
 relay-client's capture threads (relay-client 0.92x it); from 25 cameras on, relay-client costs more.
+
+--rtsp: the new side's cameras read a loopback RTSP server (scripts/rtsp-server.py, gst-rtsp-server
+sending the clip's packets at their pace, one stream shared by every camera) instead of the file, so
+new/base is what an RTSP camera costs against a looped file.
 """
 import argparse
 import datetime
@@ -48,11 +52,24 @@ class BenchError(Exception):
     pass
 
 
-def gateway_settings(path, server, devices, clip):
+def gateway_settings(path, server, devices, clip, rtsp=None):
+    """A gateway's settings: each camera loops the clip at its pace, or reads the RTSP URL if given."""
+    source = f"rtsp: {rtsp}\n    rtsp_transport: tcp\n" if rtsp else f"file: {clip}\n    loop: true\n    pace: realtime\n"
     with open(path, "w") as f:
         f.write(f"server: {server}\ncameras:\n")
         for device in devices:
-            f.write(f"  - device: {device}\n    file: {clip}\n    loop: true\n    pace: realtime\n")
+            f.write(f"  - device: {device}\n    {source}")
+
+
+def start_rtsp_server(children, clip):
+    """scripts/rtsp-server.py serving the clip's H.264 packets at their pace, one stream shared by every
+    client (as a camera is); returns its URL."""
+    process = children.start("rtsp-server", ["/usr/bin/python3", os.path.join(REPO, "scripts", "rtsp-server.py"),
+                                             "--port", "0", "--file", clip.mp4])
+    try:
+        return process.wait_for_output(r"^rtsp-server ready (rtsp://\S+)$", timeout=READY_TIMEOUT_S).group(1)
+    except ProcessError as error:
+        raise BenchError(f"rtsp-server: {error.summary}\n{error.stderr_tail or ''}") from None
 
 
 def stored_by_side(address):
@@ -76,10 +93,11 @@ def run(args, children, scratch, clip):
         clients["base"] = children.start("base.minimal", [
             os.path.join(args.bin_dir, "relay-transport-floor"), "publish", "--server", server.address,
             "--cameras", str(cameras), "--file", clip.mp4, "--device-prefix", "base"])
+    rtsp = start_rtsp_server(children, clip) if args.rtsp else None
     sides = (("new", args.bin_dir),) if args.minimal else (("base", args.baseline_bin_dir), ("new", args.bin_dir))
     for side, bin_dir in sides:
         settings = os.path.join(scratch, f"{side}.yaml")
-        gateway_settings(settings, server.address, devices[side], clip.mp4)
+        gateway_settings(settings, server.address, devices[side], clip.mp4, rtsp=rtsp if side == "new" else None)
         clients[side] = children.start(f"{side}.client", [os.path.join(bin_dir, "relay-client"), "publish",
                                                           "--config", settings])
     deadline = time.monotonic() + 30 + 0.6 * cameras
@@ -129,10 +147,16 @@ def base_name(args):
     return f"{args.baseline_bin_dir}/relay-client"
 
 
+def new_name(args):
+    reading = " (cameras read from a loopback RTSP server: gst-rtsp-server, the clip's packets at their pace, " \
+              "one shared stream; the base side loops the file)" if args.rtsp else ""
+    return f"{args.bin_dir}/relay-client{reading}"
+
+
 def render(args, clip, windows, started):
     lines = [f"FrameRelay publishing side, two builds side by side, {started:%Y-%m-%d %H:%M} UTC, "
              f"{platform.node() or 'this machine'}, {os.cpu_count()} cores",
-             f"base: {base_name(args)}; new: {args.bin_dir}/relay-client; server: {args.bin_dir}/relay-server",
+             f"base: {base_name(args)}; new: {new_name(args)}; server: {args.bin_dir}/relay-server",
              f"each side: one gateway of {args.cameras} cameras, {clip.describe()}, loop, pace realtime; "
              f"{args.windows} window(s) of {args.seconds:g} s after {args.warmup:g} s of warm-up",
              "",
@@ -173,6 +197,10 @@ def main():
     parser.add_argument("--minimal", action="store_true",
                         help="the base side is relay-transport-floor publish (from --bin-dir) instead of a relay-client: "
                              "the same packets on the same transport with nothing else")
+    parser.add_argument("--rtsp", action="store_true",
+                        help="the new side's cameras read rtsp:// from scripts/rtsp-server.py (the clip at its pace, "
+                             "one stream shared by every camera) instead of looping the file: what an RTSP camera "
+                             "costs against a file; the clip is made long enough to last the run")
     parser.add_argument("--json", help="also write every window's figures to this JSON file")
     parser.add_argument("--out", default=os.path.join(REPO, "out", "bench-publishers.txt"))
     args = parser.parse_args()
@@ -187,6 +215,10 @@ def main():
     for path in (os.path.join(args.bin_dir, "relay-server"), os.path.join(args.bin_dir, "relay-client"), base):
         if not os.access(path, os.X_OK):
             sys.exit(f"bench-publishers: no {path} (build it, or pass --bin-dir / --baseline-bin-dir)")
+    if args.rtsp:
+        # The RTSP server plays the clip once: it must outlast the start, the warm-up and the windows.
+        needed = 30 + 0.6 * args.cameras + args.warmup + args.windows * args.seconds + 10
+        args.clip_seconds = max(args.clip_seconds, int(needed // 10 + 1) * 10)
     framerelay_support.interrupt_on_signals()
     started = datetime.datetime.now(datetime.timezone.utc)
     log_dir = os.path.join(os.path.dirname(os.path.abspath(args.out)), "bench-publishers-logs")
@@ -207,7 +239,8 @@ def main():
         f.write(table + "\n")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"cameras_per_side": args.cameras, "minimal": args.minimal, "windows": windows}, f, indent=1)
+            json.dump({"cameras_per_side": args.cameras, "minimal": args.minimal, "rtsp": args.rtsp,
+                       "windows": windows}, f, indent=1)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ final class Capture: Sendable {
 
   /// Takes each event on the capture thread (it may block there: back-pressure); false stops capturing.
   /// Called directly rather than through a queue to a task of its own, which cost a task hand-off per
-  /// frame (relay-client's CPU per frame -3.6% without it, docs/performance.md).
+  /// frame (relay-client's CPU per frame 2-4% lower without it, docs/performance.md).
   typealias Sink = @Sendable (Event) -> Bool
   private let spec: SourceSpec
   private let pictures: PictureRequest?
