@@ -18,7 +18,7 @@ struct TransportFloor: AsyncParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "relay-transport-floor",
     abstract: "For the benchmarks only: the transport serving with nothing behind it (the floor), or a minimal publisher. Not for use.",
-    subcommands: [ServeFloor.self, PublishFloor.self], defaultSubcommand: ServeFloor.self)
+    subcommands: [ServeFloor.self, MinimalPublisher.self], defaultSubcommand: ServeFloor.self)
 }
 
 /// Serving: Publish and Annotate answered with nothing behind them (the default subcommand).

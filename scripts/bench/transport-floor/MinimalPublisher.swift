@@ -14,7 +14,7 @@ import ServiceLifecycle
 /// one task per camera sleeps until its next frame is due and writes it; one more reads its acks. Not a
 /// strict floor: `Task.sleep` (a dispatch timer, then a pool thread) costs more per frame than a capture
 /// thread's usleep when few cameras share the machine (relay-client is 0.92x it at 10 cameras).
-struct PublishFloor: AsyncParsableCommand {
+struct MinimalPublisher: AsyncParsableCommand {
   static let configuration = CommandConfiguration(
     commandName: "publish", abstract: "Publish a file's packets as N cameras with nothing else: a minimal publisher.")
 
@@ -37,9 +37,9 @@ struct PublishFloor: AsyncParsableCommand {
 
   func run() async throws {
     MemoryAllocator.configure()
-    let clip = try FloorClip(path: file)
+    let clip = try ClipInMemory(path: file)
     let connection = try SharedConnection(server: HostPort(server)!, security: ClientSecurity())
-    let publishing = FloorCameras(client: connection.client, clip: clip, cameras: cameras, devicePrefix: devicePrefix)
+    let publishing = MinimalCameras(client: connection.client, clip: clip, cameras: cameras, devicePrefix: devicePrefix)
     FileHandle.standardOutput.write(Data("relay-transport-floor publishing \(cameras) cameras to \(server)\n".utf8))
     let group = ServiceGroup(
       configuration: .init(
@@ -50,7 +50,7 @@ struct PublishFloor: AsyncParsableCommand {
 }
 
 /// A file's packets in memory, with the time between them.
-struct FloorClip: Sendable {
+struct ClipInMemory: Sendable {
   let codec: CodecDescription
   let packets: [(data: Data, isKeyframe: Bool)]
   let frameInterval: Duration
@@ -74,9 +74,9 @@ struct FloorClip: Sendable {
   }
 }
 
-struct FloorCameras: Service {
+struct MinimalCameras: Service {
   let client: GRPCClient<HTTP2ClientTransport.Posix>
-  let clip: FloorClip
+  let clip: ClipInMemory
   let cameras: Int
   let devicePrefix: String
 
