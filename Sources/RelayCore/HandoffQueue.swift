@@ -61,23 +61,6 @@ public final class HandoffQueue<Element: Sendable>: @unchecked Sendable {
     return finished
   }
 
-  /// Consumer side: everything queued (waiting for at least one element), or [] once finished and
-  /// drained. One hop for many elements: what a consumer that keeps up with a fast producer wants.
-  public func nextBatch() async throws -> [Element] {
-    guard let first = try await next() else { return [] }
-    return [first] + takeBuffered()
-  }
-
-  private func takeBuffered() -> ArraySlice<Element> {
-    condition.lock()
-    defer { condition.unlock() }
-    let taken = buffer[head...]
-    buffer.removeAll(keepingCapacity: true)
-    head = 0
-    condition.broadcast()
-    return taken
-  }
-
   /// Consumer side: the next element, or nil once finished and drained. Cancelling the waiting task
   /// throws CancellationError but leaves the queue open, so a new consumer can carry on.
   public func next() async throws -> Element? {

@@ -58,26 +58,3 @@ private final class Counter: @unchecked Sendable {
   func increment() { lock.withLock { count += 1 } }
   var value: Int { lock.withLock { count } }
 }
-
-@Suite struct HandoffQueueBatchTests {
-  @Test func aBatchTakesEverythingQueuedInOrder() async throws {
-    let queue = HandoffQueue<Int>(capacity: 8)
-    for i in 1...5 { queue.push(i) }
-    #expect(try await queue.nextBatch() == [1, 2, 3, 4, 5])
-    queue.push(6)
-    queue.finish()
-    #expect(try await queue.nextBatch() == [6])
-    #expect(try await queue.nextBatch() == [])
-  }
-
-  @Test func batchesFromAFastThreadLoseNothing() async throws {
-    let queue = HandoffQueue<Int>(capacity: 16)
-    DedicatedThread.start(name: "producer") {
-      for i in 1...5000 { queue.push(i) }
-      queue.finish()
-    }
-    var received: [Int] = []
-    while case let batch = try await queue.nextBatch(), !batch.isEmpty { received += batch }
-    #expect(received == Array(1...5000))
-  }
-}

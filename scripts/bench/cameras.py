@@ -111,6 +111,15 @@ def status_lines(path):
     return last
 
 
+def gateway_settings(path, server, devices, clip, rtsp=None):
+    """A gateway's settings: each camera loops the clip at its pace, or reads the RTSP URL if given."""
+    source = f"rtsp: {rtsp}\n    rtsp_transport: tcp\n" if rtsp else f"file: {clip}\n    loop: true\n    pace: realtime\n"
+    with open(path, "w") as f:
+        f.write(f"server: {server}\ncameras:\n")
+        for device in devices:
+            f.write(f"  - device: {device}\n    {source}")
+
+
 # ---------------------------------------------------------------- the cases
 
 class Bench:
@@ -176,10 +185,7 @@ class Bench:
         client = os.path.join(self.args.bin_dir, "relay-client")
         if mode == "gateway":
             settings = os.path.join(self.args.scratch, f"{name}.yaml")
-            with open(settings, "w") as f:
-                f.write(f"server: {server_address}\ncameras:\n")
-                for device in devices:
-                    f.write(f"  - device: {device}\n    file: {self.clip.mp4}\n    loop: true\n    pace: realtime\n")
+            gateway_settings(settings, server_address, devices, self.clip.mp4)
             return [self.children.start(f"{name}.client", [client, "publish", "--config", settings])]
         return [self.children.start(f"{name}.client.{device}", [
             client, "publish", "--server", server_address, "--device", device,

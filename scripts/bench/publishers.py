@@ -35,7 +35,7 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 import framerelay_support  # noqa: E402
 from framerelay_support import ProcessError, cpu_stall_seconds, process_cpu_seconds  # noqa: E402
-from cameras import per_device, scrape  # noqa: E402
+from cameras import gateway_settings, per_device, scrape  # noqa: E402
 from clips import make_clip  # noqa: E402
 from ingest import Children  # noqa: E402
 
@@ -50,15 +50,6 @@ def log(text):
 
 class BenchError(Exception):
     pass
-
-
-def gateway_settings(path, server, devices, clip, rtsp=None):
-    """A gateway's settings: each camera loops the clip at its pace, or reads the RTSP URL if given."""
-    source = f"rtsp: {rtsp}\n    rtsp_transport: tcp\n" if rtsp else f"file: {clip}\n    loop: true\n    pace: realtime\n"
-    with open(path, "w") as f:
-        f.write(f"server: {server}\ncameras:\n")
-        for device in devices:
-            f.write(f"  - device: {device}\n    {source}")
 
 
 def start_rtsp_server(children, clip):

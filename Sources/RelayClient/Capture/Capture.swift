@@ -40,7 +40,7 @@ final class Capture: Sendable {
     thread.value = DedicatedThread.start(name: "capture") { [self] in run(sink) }
   }
 
-  /// Stops capturing: a blocked read returns at once; what is already queued is still delivered.
+  /// Stops capturing: a blocked read returns at once; the packet in hand still goes to the sink.
   func stop() {
     stopped.stop()
     interrupt.set()
